@@ -1,0 +1,55 @@
+#include "blas.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+
+namespace fastrnn::detail {
+
+void blas_init() { scipy_openblas_set_num_threads(1); }
+
+namespace {
+inline CBLAS_TRANSPOSE tr(bool t) { return t ? CblasTrans : CblasNoTrans; }
+}  // namespace
+
+void gemm(bool ta, bool tb, index_t M, index_t N, index_t K, const float* A, index_t lda,
+          const float* B, index_t ldb, bool acc, float* C, index_t ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, tr(ta), tr(tb), (blasint)M, (blasint)N, (blasint)K, 1.0f, A,
+                    (blasint)lda, B, (blasint)ldb, acc ? 1.0f : 0.0f, C, (blasint)ldc);
+}
+
+void gemm(bool ta, bool tb, index_t M, index_t N, index_t K, const double* A, index_t lda,
+          const double* B, index_t ldb, bool acc, double* C, index_t ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, tr(ta), tr(tb), (blasint)M, (blasint)N, (blasint)K, 1.0, A,
+                    (blasint)lda, B, (blasint)ldb, acc ? 1.0 : 0.0, C, (blasint)ldc);
+}
+
+template <typename T>
+void parallel_gemm(bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda,
+                   const T* B, index_t ldb, T* C, index_t ldc, int num_threads) {
+  if (M <= 0 || N <= 0) return;
+  constexpr index_t kTileM = 256, kTileN = 512;  // fixed: results independent of threads
+  const index_t tiles_m = (M + kTileM - 1) / kTileM, tiles_n = (N + kTileN - 1) / kTileN;
+  const index_t tiles = tiles_m * tiles_n;
+  const int nt = (int)std::min<index_t>(num_threads, tiles);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+  for (index_t tile = 0; tile < tiles; ++tile) {
+    const index_t i0 = (tile / tiles_n) * kTileM, j0 = (tile % tiles_n) * kTileN;
+    const index_t m = std::min(kTileM, M - i0), n = std::min(kTileN, N - j0);
+    if (K == 0) {
+      for (index_t i = 0; i < m; ++i)
+        for (index_t j = 0; j < n; ++j) C[(i0 + i) * ldc + j0 + j] = T(0);
+      continue;
+    }
+    const T* a = ta ? A + i0 : A + i0 * lda;
+    const T* b = tb ? B + j0 * ldb : B + j0;
+    gemm(ta, tb, m, n, K, a, lda, b, ldb, false, C + i0 * ldc + j0, ldc);
+  }
+}
+
+template void parallel_gemm<float>(bool, bool, index_t, index_t, index_t, const float*, index_t,
+                                   const float*, index_t, float*, index_t, int);
+template void parallel_gemm<double>(bool, bool, index_t, index_t, index_t, const double*, index_t,
+                                    const double*, index_t, double*, index_t, int);
+
+}  // namespace fastrnn::detail

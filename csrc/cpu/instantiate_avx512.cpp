@@ -1,0 +1,13 @@
+// The CPU kernels compiled for the avx512 path (flags set per file in CMakeLists.txt).
+#define FASTRNN_ISA_NS avx512
+#define FASTRNN_VEC_BYTES 64
+#define FASTRNN_VEC_REGS 32
+#include "rnn_kernels.h"
+#include "kernels.h"
+
+namespace fastrnn::cpu::avx512 {
+template void forward<float>(const ForwardParams<float>&);
+template void forward<double>(const ForwardParams<double>&);
+template void backward<float>(const BackwardParams<float>&);
+template void backward<double>(const BackwardParams<double>&);
+}  // namespace fastrnn::cpu::avx512

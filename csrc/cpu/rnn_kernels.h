@@ -1,0 +1,569 @@
+// Fused CPU forward and BPTT backward for SimpleRNN, LSTM and GRU.
+//
+// Included once per ISA by instantiate_<isa>.cpp, which defines
+//   FASTRNN_ISA_NS     the namespace of this copy (portable, avx2, avx512)
+//   FASTRNN_VEC_BYTES  SIMD vector width in bytes (16, 32, 64)
+//   FASTRNN_VEC_REGS   architectural vector registers (16 or 32)
+// and compiles it with the matching -m flags. Nothing here changes the math
+// between ISAs except FMA contraction.
+//
+// Dimension legend: T steps, B batch, I inputs, H units, G gates, GH = G*H,
+// VL = SIMD lanes; units are cut into blocks of VL ("unit blocks").
+//
+// Structure (as cuDNN / oneDNN):
+//   forward : X @ kernel for all steps in one tiled BLAS product, then per step
+//             the recurrent product h_prev @ R for one unit block and a few batch
+//             rows, accumulated in registers, fused with the gate math.
+//   backward: per step the gate gradients (pointwise), then dh_prev = dG @ R^T
+//             fused per unit block; afterwards the weight gradients and dx as
+//             large tiled BLAS products over all steps.
+// Each thread owns a fixed range of unit blocks (its slice of R stays in its
+// cache); the math of a unit block never depends on which thread runs it, so
+// results are bitwise identical for any thread count.
+#pragma once
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "blas.h"
+#include "fastrnn/cell_math.h"
+#include "fastrnn/params.h"
+#include "fastrnn/workspace.h"
+
+namespace fastrnn::cpu::FASTRNN_ISA_NS {
+
+using detail::parallel_gemm;
+
+// Which pointwise recipe a loop runs (GRU's two formulations differ in steps).
+enum class Recipe { SimpleRNN, LSTM, GruAfter, GruBefore };
+
+template <typename T>
+struct Simd {
+  static constexpr int VL = FASTRNN_VEC_BYTES / (int)sizeof(T);
+  typedef T V __attribute__((vector_size(FASTRNN_VEC_BYTES)));
+};
+
+// Largest batch-row block whose accumulators (MB x GC vectors) plus GC weight
+// vectors fit in the register file.
+template <int GC>
+constexpr int max_rows() {
+  constexpr int mb = (FASTRNN_VEC_REGS - GC - 1) / GC;
+  return mb < 1 ? 1 : (mb > 8 ? 8 : mb);
+}
+
+template <typename T>
+using Buffer = std::unique_ptr<T[]>;
+
+template <typename T>
+Buffer<T> alloc(index_t n) {
+  return Buffer<T>(new T[n > 0 ? n : 1]);
+}
+
+// ---- packing ---------------------------------------------------------------
+// Gate panels of R (K x ld, gate blocks of H columns): out[u][k][g][l] =
+// R[k, (g0+g)*H + u*VL + l], zero past H. Forward's recurrent product reads one
+// panel per unit block, contiguously, every step.
+template <typename T>
+void pack_gate_panels(const T* R, index_t K, index_t ld, index_t H, int g0, int gc, T* out) {
+  constexpr int VL = Simd<T>::VL;
+  const index_t nblk = (H + VL - 1) / VL;
+  for (index_t u = 0; u < nblk; ++u)
+    for (index_t k = 0; k < K; ++k)
+      for (int g = 0; g < gc; ++g)
+        for (int l = 0; l < VL; ++l) {
+          const index_t j = u * VL + l;
+          *out++ = j < H ? R[k * ld + (g0 + g) * H + j] : T(0);
+        }
+}
+
+// Transposed panels for backward: out[u][k][l] = R[u*VL + l, k0 + k], zero past H.
+template <typename T>
+void pack_transposed_panels(const T* R, index_t ld, index_t H, index_t k0, index_t K, T* out) {
+  constexpr int VL = Simd<T>::VL;
+  const index_t nblk = (H + VL - 1) / VL;
+  for (index_t u = 0; u < nblk; ++u)
+    for (index_t k = 0; k < K; ++k)
+      for (int l = 0; l < VL; ++l) {
+        const index_t j = u * VL + l;
+        *out++ = j < H ? R[j * ld + k0 + k] : T(0);
+      }
+}
+
+// ---- register-blocked product ---------------------------------------------
+// tile[m][g][l] = sum_k A[m, k] * P[k][g][l] for MB rows of A (lda apart).
+template <typename T, int GC, int MB>
+inline void micro_tile(const T* A, index_t lda, const T* P, index_t K, T* tile) {
+  using V = typename Simd<T>::V;
+  constexpr int VL = Simd<T>::VL;
+  V acc[MB][GC];
+#pragma GCC unroll 8
+  for (int m = 0; m < MB; ++m)
+#pragma GCC unroll 4
+    for (int g = 0; g < GC; ++g) acc[m][g] = V{};
+  for (index_t k = 0; k < K; ++k) {
+    V w[GC];
+#pragma GCC unroll 4
+    for (int g = 0; g < GC; ++g) std::memcpy(&w[g], P + (k * GC + g) * VL, sizeof(V));
+#pragma GCC unroll 8
+    for (int m = 0; m < MB; ++m) {
+      const T a = A[m * lda + k];
+#pragma GCC unroll 4
+      for (int g = 0; g < GC; ++g) acc[m][g] += a * w[g];
+    }
+  }
+  for (int m = 0; m < MB; ++m)
+    for (int g = 0; g < GC; ++g) std::memcpy(tile + (m * GC + g) * VL, &acc[m][g], sizeof(V));
+}
+
+template <typename T, int GC, int MB = max_rows<GC>()>
+inline void micro_rows(int rows, const T* A, index_t lda, const T* P, index_t K, T* tile) {
+  if constexpr (MB > 1) {
+    if (rows < MB) return micro_rows<T, GC, MB - 1>(rows, A, lda, P, K, tile);
+  }
+  micro_tile<T, GC, MB>(A, lda, P, K, tile);
+}
+
+// Calls f(b0, rows, tile) for each block of batch rows after computing
+// tile = A[b0:b0+rows] @ panel.
+template <typename T, int GC, typename F>
+inline void for_row_blocks(index_t B, const T* A, index_t lda, const T* panel, index_t K, T* tile,
+                           F&& f) {
+  constexpr int MB = max_rows<GC>();
+  for (index_t b0 = 0; b0 < B; b0 += MB) {
+    const int rows = (int)std::min<index_t>(MB, B - b0);
+    micro_rows<T, GC>(rows, A + b0 * lda, lda, panel, K, tile);
+    f(b0, rows);
+  }
+}
+
+// Threads that a per-step loop over `nblk` unit blocks should use: one when a
+// step is too small to pay for a barrier.
+inline int step_threads(const CellConfig& c, index_t nblk) {
+  const index_t work = c.B * c.G * c.H * c.H;
+  if (work < (index_t)1 << 17) return 1;
+  return (int)std::max<index_t>(1, std::min<index_t>(c.num_threads, nblk));
+}
+
+inline Recipe recipe_of(const CellConfig& c) {
+  if (c.cell == CellKind::LSTM) return Recipe::LSTM;
+  if (c.cell == CellKind::GRU) return c.reset_after ? Recipe::GruAfter : Recipe::GruBefore;
+  return Recipe::SimpleRNN;
+}
+
+// Input time index of processing step s.
+inline index_t time_of(const CellConfig& c, index_t s) { return c.go_backwards ? c.T - 1 - s : s; }
+
+// X (T*B, I) times (dropout mask per batch row), or X itself.
+template <typename T>
+const T* dropped_inputs(const ForwardParams<T>& p, Buffer<T>& storage) {
+  if (!p.dropout_mask) return p.x;
+  const index_t rows = p.T * p.B;
+  storage = alloc<T>(rows * p.I);
+  for (index_t r = 0; r < rows; ++r) {
+    const T* m = p.dropout_mask + (r % p.B) * p.I;
+    for (index_t i = 0; i < p.I; ++i) storage[r * p.I + i] = p.x[r * p.I + i] * m[i];
+  }
+  return storage.get();
+}
+
+// ---- forward ----------------------------------------------------------------
+template <typename T, Recipe R>
+void forward_impl(const ForwardParams<T>& p) {
+  constexpr int VL = Simd<T>::VL;
+  constexpr int G = R == Recipe::LSTM ? 4 : (R == Recipe::SimpleRNN ? 1 : 3);
+  const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T;
+  const index_t nblk = (H + VL - 1) / VL;
+  const bool training = p.workspace != nullptr;
+  const WorkspaceLayout ws = workspace_layout(p);
+
+  // (1) input projection for every step: XP (T*B, GH) = Xd @ kernel.
+  Buffer<T> xd_storage;
+  const T* xd = dropped_inputs(p, xd_storage);
+  Buffer<T> xp = alloc<T>(Tn * B * GH);
+  parallel_gemm(false, false, Tn * B, GH, p.I, xd, p.I, p.kernel, GH, xp.get(), GH, p.num_threads);
+
+  // (2) recurrent weights packed once per call.
+  constexpr int GC = R == Recipe::GruBefore ? 2 : G;  // gates in the first product
+  Buffer<T> panel = alloc<T>(nblk * H * GC * VL);
+  pack_gate_panels(p.recurrent_kernel, H, GH, H, 0, GC, panel.get());
+  Buffer<T> panel_h;  // GRU reset_after=False: candidate block, used after r is known
+  if constexpr (R == Recipe::GruBefore) {
+    panel_h = alloc<T>(nblk * H * VL);
+    pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel_h.get());
+  }
+
+  const T* b_in = p.bias;                                              // (GH) or null
+  const T* b_rec = (R == Recipe::GruAfter && p.bias) ? p.bias + GH : nullptr;
+
+  // State ping-pong buffers: h[2], c[2], hd[2] (h * recurrent dropout mask).
+  Buffer<T> hbuf = alloc<T>(2 * B * H), cbuf, hdbuf, gate_scratch, rhd;
+  for (index_t e = 0; e < B * H; ++e) hbuf[e] = p.h0 ? p.h0[e] : T(0);
+  if constexpr (R == Recipe::LSTM) {
+    cbuf = alloc<T>(2 * B * H);
+    for (index_t e = 0; e < B * H; ++e) cbuf[e] = p.c0 ? p.c0[e] : T(0);
+  }
+  const T* rmask = p.recurrent_dropout_mask;
+  if (rmask) {
+    hdbuf = alloc<T>(2 * B * H);
+    for (index_t e = 0; e < B * H; ++e) hdbuf[e] = hbuf[e] * rmask[e];
+  }
+  if (!training) gate_scratch = alloc<T>(B * GH);
+  if constexpr (R == Recipe::GruBefore) rhd = alloc<T>(B * H);
+
+  const int nt = step_threads(p, nblk);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), ntt = omp_get_num_threads();
+    const index_t u_begin = nblk * tid / ntt, u_end = nblk * (tid + 1) / ntt;
+    alignas(64) T tile[8 * 4 * VL];
+    int cur = 0;
+    for (index_t s = 0; s < Tn; ++s) {
+      const index_t t = time_of(p, s);
+      const T* h_prev = hbuf.get() + cur * B * H;
+      T* h_next = hbuf.get() + (1 - cur) * B * H;
+      const T* A = rmask ? hdbuf.get() + cur * B * H : h_prev;  // operand of the product
+      T* hd_next = rmask ? hdbuf.get() + (1 - cur) * B * H : nullptr;
+      const T* c_prev = nullptr;
+      T* c_next = nullptr;
+      if constexpr (R == Recipe::LSTM) {
+        c_prev = cbuf.get() + cur * B * H;
+        c_next = cbuf.get() + (1 - cur) * B * H;
+      }
+      T* out = p.outputs + s * B * H;
+      const T* out_prev = s > 0 ? p.outputs + (s - 1) * B * H : nullptr;
+      T* gates = training ? p.workspace + ws.gates + s * B * GH : gate_scratch.get();
+      T* st = training ? p.workspace + ws.states + s * B * H : nullptr;
+      const T* xps = xp.get() + t * B * GH;
+      const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
+
+      // Writes the new state of unit j of row b (masked rows carry over).
+      auto finish = [&](index_t b, index_t j, bool keep, T h_new) {
+        const index_t e = b * H + j;
+        if (keep) {
+          h_new = h_prev[e];
+          out[e] = out_prev ? out_prev[e] : T(0);
+        } else {
+          out[e] = h_new;
+        }
+        h_next[e] = h_new;
+        if (hd_next) hd_next[e] = h_new * rmask[e];
+        if (st) st[e] = h_new;
+      };
+
+      for (index_t u = u_begin; u < u_end; ++u) {
+        const index_t j0 = u * VL;
+        const int lanes = (int)std::min<index_t>(VL, H - j0);
+        for_row_blocks<T, GC>(B, A, H, panel.get() + u * H * GC * VL, H, tile,
+                              [&](index_t b0, int rows) {
+          for (int m = 0; m < rows; ++m) {
+            const index_t b = b0 + m;
+            const bool keep = mrow && !mrow[b];
+            const T* x = xps + b * GH;
+            T* gt = gates + b * GH;
+            for (int l = 0; l < lanes; ++l) {
+              const index_t j = j0 + l, e = b * H + j;
+              auto pre = [&](int g) {
+                return x[g * H + j] + (b_in ? b_in[g * H + j] : T(0)) +
+                       tile[(m * GC + g) * VL + l];
+              };
+              if constexpr (R == Recipe::SimpleRNN) {
+                const T h = simple_rnn_unit_forward(p.activation, pre(0));
+                gt[j] = h;
+                finish(b, j, keep, h);
+              } else if constexpr (R == Recipe::LSTM) {
+                const LstmUnit<T> c = lstm_unit_forward(p.activation, p.recurrent_activation,
+                                                        pre(0), pre(1), pre(2), pre(3), c_prev[e]);
+                gt[j] = c.i;
+                gt[H + j] = c.f;
+                gt[2 * H + j] = c.g;
+                gt[3 * H + j] = c.o;
+                const T c_new = keep ? c_prev[e] : c.c;
+                c_next[e] = c_new;
+                if (training) {
+                  p.workspace[ws.cell + s * B * H + e] = c_new;
+                  p.workspace[ws.act_cell + s * B * H + e] = c.ac;
+                }
+                finish(b, j, keep, c.h);
+              } else if constexpr (R == Recipe::GruAfter) {
+                const GruGates<T> zr = gru_unit_gates(p.recurrent_activation,
+                                                      pre(0) + (b_rec ? b_rec[j] : T(0)),
+                                                      pre(1) + (b_rec ? b_rec[H + j] : T(0)));
+                const T rh = tile[(m * GC + 2) * VL + l] + (b_rec ? b_rec[2 * H + j] : T(0));
+                const T xh = x[2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
+                const GruOut<T> o = gru_unit_output(p.activation, true, zr.z, zr.r, xh, rh,
+                                                    h_prev[e]);
+                gt[j] = zr.z;
+                gt[H + j] = zr.r;
+                gt[2 * H + j] = o.g;
+                if (training) p.workspace[ws.rh + s * B * H + e] = rh;
+                finish(b, j, keep, o.h);
+              } else {  // GruBefore, phase 1: gates z, r and r * hd_prev
+                const GruGates<T> zr = gru_unit_gates(p.recurrent_activation, pre(0), pre(1));
+                gt[j] = zr.z;
+                gt[H + j] = zr.r;
+                rhd[e] = zr.r * A[e];
+              }
+            }
+          }
+        });
+      }
+      if constexpr (R == Recipe::GruBefore) {
+#pragma omp barrier
+        for (index_t u = u_begin; u < u_end; ++u) {
+          const index_t j0 = u * VL;
+          const int lanes = (int)std::min<index_t>(VL, H - j0);
+          for_row_blocks<T, 1>(B, rhd.get(), H, panel_h.get() + u * H * VL, H, tile,
+                               [&](index_t b0, int rows) {
+            for (int m = 0; m < rows; ++m) {
+              const index_t b = b0 + m;
+              const bool keep = mrow && !mrow[b];
+              T* gt = gates + b * GH;
+              for (int l = 0; l < lanes; ++l) {
+                const index_t j = j0 + l, e = b * H + j;
+                const T xh = xps[b * GH + 2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
+                const T rh = tile[m * VL + l];
+                const GruOut<T> o =
+                    gru_unit_output(p.activation, false, gt[j], gt[H + j], xh, rh, h_prev[e]);
+                gt[2 * H + j] = o.g;
+                if (training) p.workspace[ws.rh + s * B * H + e] = rhd[e];
+                finish(b, j, keep, o.h);
+              }
+            }
+          });
+        }
+      }
+#pragma omp barrier
+      cur = 1 - cur;
+    }
+  }
+  const T* h_fin = hbuf.get() + (Tn % 2) * B * H;
+  std::memcpy(p.h_last, h_fin, sizeof(T) * B * H);
+  if constexpr (R == Recipe::LSTM) std::memcpy(p.c_last, cbuf.get() + (Tn % 2) * B * H,
+                                               sizeof(T) * B * H);
+}
+
+// ---- backward ---------------------------------------------------------------
+template <typename T, Recipe R>
+void backward_impl(const BackwardParams<T>& p) {
+  constexpr int VL = Simd<T>::VL;
+  constexpr int G = R == Recipe::LSTM ? 4 : (R == Recipe::SimpleRNN ? 1 : 3);
+  const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T, I = p.I, BH = B * H;
+  const index_t nblk = (H + VL - 1) / VL;
+  const WorkspaceLayout ws = workspace_layout(p);
+  const T* W = p.workspace;
+  const T* rmask = p.recurrent_dropout_mask;
+
+  // Gate pre-activation gradients by input time row (t*B + b): dG_in feeds the
+  // input side (dkernel, dx, input bias); dG_rec the recurrent side, which only
+  // GRU reset_after=True has apart (its candidate block is d rh, not d g_pre).
+  Buffer<T> dg_in = alloc<T>(Tn * B * GH), dg_rec_storage;
+  if constexpr (R == Recipe::GruAfter) dg_rec_storage = alloc<T>(Tn * B * GH);
+  T* dg_rec = R == Recipe::GruAfter ? dg_rec_storage.get() : dg_in.get();
+
+  // R^T panels for dh_prev = dG @ R^T (GRU reset_after=False: z,r block and h block apart).
+  constexpr int KR = R == Recipe::GruBefore ? 2 : G;  // gate blocks in the main product
+  Buffer<T> rt = alloc<T>(nblk * KR * H * VL), rt_h;
+  pack_transposed_panels(p.recurrent_kernel, GH, H, 0, KR * H, rt.get());
+  if constexpr (R == Recipe::GruBefore) {
+    rt_h = alloc<T>(nblk * H * VL);
+    pack_transposed_panels(p.recurrent_kernel, GH, H, 2 * H, H, rt_h.get());
+  }
+
+  Buffer<T> dh = alloc<T>(BH), carry = alloc<T>(BH), dc, d_rhd;
+  for (index_t e = 0; e < BH; ++e) {
+    dh[e] = p.d_h_last ? p.d_h_last[e] : T(0);
+    carry[e] = T(0);
+  }
+  if constexpr (R == Recipe::LSTM) {
+    dc = alloc<T>(BH);
+    for (index_t e = 0; e < BH; ++e) dc[e] = p.d_c_last ? p.d_c_last[e] : T(0);
+  }
+  if constexpr (R == Recipe::GruBefore) d_rhd = alloc<T>(BH);
+
+  auto state_at = [&](index_t s) -> const T* {  // h after processing step s (s = -1: h0)
+    return s >= 0 ? W + ws.states + s * BH : p.h0;
+  };
+  auto cell_at = [&](index_t s) -> const T* { return s >= 0 ? W + ws.cell + s * BH : p.c0; };
+
+  const int nt = step_threads(p, nblk);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+  {
+    const int tid = omp_get_thread_num(), ntt = omp_get_num_threads();
+    const index_t u_begin = nblk * tid / ntt, u_end = nblk * (tid + 1) / ntt;
+    const index_t j_begin = std::min(H, u_begin * VL), j_end = std::min(H, u_end * VL);
+    alignas(64) T tile[8 * 4 * VL];
+    for (index_t s = Tn - 1; s >= 0; --s) {
+      const index_t t = time_of(p, s);
+      const T* h_prev = state_at(s - 1);
+      const T* gates = W + ws.gates + s * B * GH;
+      const T* dout = p.d_outputs ? p.d_outputs + s * BH : nullptr;
+      const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
+      T* dgi = dg_in.get() + t * B * GH;
+      T* dgr = dg_rec + t * B * GH;
+
+      // (a) pointwise: gate gradients of own units; dh holds the direct part of dh_prev.
+      for (index_t b = 0; b < B; ++b) {
+        const bool keep = mrow && !mrow[b];
+        for (index_t j = j_begin; j < j_end; ++j) {
+          const index_t e = b * H + j;
+          const T dy = (dout ? dout[e] : T(0)) + carry[e];
+          if (keep) {  // output repeats the previous one; states carry over
+            carry[e] = s > 0 ? dy : T(0);
+            for (int g = 0; g < G; ++g) dgi[b * GH + g * H + j] = dgr[b * GH + g * H + j] = T(0);
+            continue;
+          }
+          carry[e] = T(0);
+          const T dh_new = dh[e] + dy;
+          const T hp = h_prev ? h_prev[e] : T(0);
+          const T* gt = gates + b * GH;
+          if constexpr (R == Recipe::SimpleRNN) {
+            dgi[b * GH + j] = simple_rnn_unit_backward(p.activation, gt[j], dh_new);
+            dh[e] = T(0);
+          } else if constexpr (R == Recipe::LSTM) {
+            const T* cp = cell_at(s - 1);
+            const LstmUnitGrad<T> d = lstm_unit_backward(
+                p.activation, p.recurrent_activation, gt[j], gt[H + j], gt[2 * H + j],
+                gt[3 * H + j], W[ws.act_cell + s * BH + e], cp ? cp[e] : T(0), dh_new, dc[e]);
+            T* o = dgi + b * GH;
+            o[j] = d.di_pre;
+            o[H + j] = d.df_pre;
+            o[2 * H + j] = d.dg_pre;
+            o[3 * H + j] = d.do_pre;
+            dc[e] = d.dc_prev;
+            dh[e] = T(0);
+          } else {
+            const bool after = R == Recipe::GruAfter;
+            const T rh = W[ws.rh + s * BH + e];
+            const GruUnitGrad<T> d = gru_unit_backward(p.activation, p.recurrent_activation, after,
+                                                       gt[j], gt[H + j], gt[2 * H + j], rh, hp,
+                                                       dh_new);
+            T* o = dgi + b * GH;
+            o[j] = d.dz_pre;
+            o[H + j] = d.dr_pre;  // reset_after=False: filled in after the h product
+            o[2 * H + j] = d.dg_pre;
+            if constexpr (R == Recipe::GruAfter) {
+              T* q = dgr + b * GH;
+              q[j] = d.dz_pre;
+              q[H + j] = d.dr_pre;
+              q[2 * H + j] = d.drh;
+            }
+            dh[e] = d.dh_prev;
+          }
+        }
+      }
+#pragma omp barrier
+      if constexpr (R == Recipe::GruBefore) {
+        // d(r*hd_prev) = dg_pre @ R_h^T, then the reset gate's gradient.
+        for (index_t u = u_begin; u < u_end; ++u) {
+          const index_t j0 = u * VL;
+          const int lanes = (int)std::min<index_t>(VL, H - j0);
+          for_row_blocks<T, 1>(B, dgi + 2 * H, GH, rt_h.get() + u * H * VL, H, tile,
+                               [&](index_t b0, int rows) {
+            for (int m = 0; m < rows; ++m) {
+              const index_t b = b0 + m;
+              const bool keep = mrow && !mrow[b];
+              for (int l = 0; l < lanes; ++l) {
+                const index_t j = j0 + l, e = b * H + j;
+                const T hd = (h_prev ? h_prev[e] : T(0)) * (rmask ? rmask[e] : T(1));
+                const GruResetGrad<T> d = gru_unit_reset_backward(
+                    p.recurrent_activation, gates[b * GH + H + j], hd, tile[m * VL + l]);
+                dgi[b * GH + H + j] = keep ? T(0) : d.dr_pre;
+                d_rhd[e] = keep ? T(0) : d.dhd;
+              }
+            }
+          });
+        }
+#pragma omp barrier
+      }
+      // (b) dh_prev = direct part + (dG_rec @ R^T) * recurrent dropout mask.
+      for (index_t u = u_begin; u < u_end; ++u) {
+        const index_t j0 = u * VL;
+        const int lanes = (int)std::min<index_t>(VL, H - j0);
+        for_row_blocks<T, 1>(B, dgr, GH, rt.get() + u * KR * H * VL, KR * H, tile,
+                             [&](index_t b0, int rows) {
+          for (int m = 0; m < rows; ++m)
+            for (int l = 0; l < lanes; ++l) {
+              const index_t e = (b0 + m) * H + j0 + l;
+              T rec = tile[m * VL + l];
+              if constexpr (R == Recipe::GruBefore) rec += d_rhd[e];
+              dh[e] += rmask ? rec * rmask[e] : rec;
+            }
+        });
+      }
+    }
+  }
+  for (index_t e = 0; e < BH; ++e) p.dh0[e] = dh[e];
+  if constexpr (R == Recipe::LSTM)
+    for (index_t e = 0; e < BH; ++e) p.dc0[e] = dc[e];
+
+  // (c) weight gradients and dx as large products over all steps (rows t*B + b).
+  const int nth = p.num_threads;
+  Buffer<T> hd_all = alloc<T>(Tn * BH);  // hd_prev of the step that consumed x[t]
+  for (index_t s = 0; s < Tn; ++s) {
+    const T* hp = state_at(s - 1);
+    T* dst = hd_all.get() + time_of(p, s) * BH;
+    for (index_t e = 0; e < BH; ++e) dst[e] = (hp ? hp[e] : T(0)) * (rmask ? rmask[e] : T(1));
+  }
+  if constexpr (R == Recipe::GruBefore) {
+    parallel_gemm(true, false, H, 2 * H, Tn * B, hd_all.get(), H, dg_in.get(), GH,
+                  p.drecurrent_kernel, GH, nth);
+    Buffer<T> rhd_all = alloc<T>(Tn * BH);  // r * hd_prev, saved by forward per step
+    for (index_t s = 0; s < Tn; ++s)
+      std::memcpy(rhd_all.get() + time_of(p, s) * BH, W + ws.rh + s * BH, sizeof(T) * BH);
+    parallel_gemm(true, false, H, H, Tn * B, rhd_all.get(), H, dg_in.get() + 2 * H, GH,
+                  p.drecurrent_kernel + 2 * H, GH, nth);
+  } else {
+    parallel_gemm(true, false, H, GH, Tn * B, hd_all.get(), H, dg_rec, GH, p.drecurrent_kernel,
+                  GH, nth);
+  }
+  Buffer<T> xd_storage;
+  const T* xd = dropped_inputs(p, xd_storage);
+  parallel_gemm(true, false, I, GH, Tn * B, xd, I, dg_in.get(), GH, p.dkernel, GH, nth);
+  parallel_gemm(false, true, Tn * B, I, GH, dg_in.get(), GH, p.kernel, GH, p.dx, I, nth);
+  if (p.dropout_mask)
+    for (index_t r = 0; r < Tn * B; ++r)
+      for (index_t i = 0; i < I; ++i) p.dx[r * I + i] *= p.dropout_mask[(r % B) * I + i];
+  if (p.dbias) {
+    auto colsum = [&](const T* dg, T* out) {
+      for (index_t k = 0; k < GH; ++k) out[k] = T(0);
+      for (index_t r = 0; r < Tn * B; ++r)
+        for (index_t k = 0; k < GH; ++k) out[k] += dg[r * GH + k];
+    };
+    colsum(dg_in.get(), p.dbias);
+    if constexpr (R == Recipe::GruAfter) colsum(dg_rec, p.dbias + GH);
+  }
+}
+
+// ---- entry points -------------------------------------------------------------
+template <typename T>
+void forward(const ForwardParams<T>& p) {
+  switch (recipe_of(p)) {
+    case Recipe::SimpleRNN:
+      return forward_impl<T, Recipe::SimpleRNN>(p);
+    case Recipe::LSTM:
+      return forward_impl<T, Recipe::LSTM>(p);
+    case Recipe::GruAfter:
+      return forward_impl<T, Recipe::GruAfter>(p);
+    case Recipe::GruBefore:
+      return forward_impl<T, Recipe::GruBefore>(p);
+  }
+}
+
+template <typename T>
+void backward(const BackwardParams<T>& p) {
+  switch (recipe_of(p)) {
+    case Recipe::SimpleRNN:
+      return backward_impl<T, Recipe::SimpleRNN>(p);
+    case Recipe::LSTM:
+      return backward_impl<T, Recipe::LSTM>(p);
+    case Recipe::GruAfter:
+      return backward_impl<T, Recipe::GruAfter>(p);
+    case Recipe::GruBefore:
+      return backward_impl<T, Recipe::GruBefore>(p);
+  }
+}
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA_NS

@@ -1,0 +1,25 @@
+"""fastrnn: fused recurrent-network kernels with a Keras-style API over NumPy."""
+
+from fastrnn import ops, reference
+from fastrnn._backend import _cpu
+
+__version__ = "0.1.0"
+
+
+def set_num_threads(n: int) -> None:
+    """Sets the number of threads of the CPU kernels (``0`` restores the default).
+
+    The default is OpenMP's: ``OMP_NUM_THREADS`` when set, else the number of cores. Results are
+    bitwise identical for any thread count.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative int, got {n!r}")
+    _cpu.set_num_threads(n)
+
+
+def get_num_threads() -> int:
+    """The number of threads the CPU kernels use."""
+    return _cpu.get_num_threads()
+
+
+__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "__version__"]
