@@ -1,7 +1,28 @@
 """fastrnn: fused recurrent-network kernels with a Keras-style API over NumPy."""
 
-from fastrnn import ops, reference
+from fastrnn import (
+    callbacks,
+    initializers,
+    layers,
+    losses,
+    metrics,
+    ops,
+    optimizers,
+    reference,
+)
 from fastrnn._backend import _cpu
+from fastrnn.initializers import set_random_seed
+from fastrnn.layers import (
+    GRU,
+    LSTM,
+    Bidirectional,
+    Dense,
+    Dropout,
+    Embedding,
+    Masking,
+    SimpleRNN,
+)
+from fastrnn.models import Sequential, load_model
 
 __version__ = "0.1.0"
 
@@ -22,4 +43,27 @@ def get_num_threads() -> int:
     return _cpu.get_num_threads()
 
 
-__all__ = ["ops", "reference", "set_num_threads", "get_num_threads", "__version__"]
+__all__ = [
+    "GRU",
+    "LSTM",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Masking",
+    "Sequential",
+    "SimpleRNN",
+    "callbacks",
+    "get_num_threads",
+    "initializers",
+    "layers",
+    "load_model",
+    "losses",
+    "metrics",
+    "ops",
+    "optimizers",
+    "reference",
+    "set_num_threads",
+    "set_random_seed",
+    "__version__",
+]

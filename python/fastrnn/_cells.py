@@ -15,7 +15,7 @@ Functional contract (identical for ``fastrnn.reference`` and ``fastrnn.ops``)::
         mask=None,              # None or bool (T, B), in input time order
         *, <activations>, go_backwards=False,
         dropout_mask=None,            # None or (B, I): multiplies x_t before the input product
-        recurrent_dropout_mask=None,  # None or (B, H): multiplies h_prev before the recurrent product
+        recurrent_dropout_mask=None,  # None or (B, H): multiplies h_prev in the recurrent product
         training=False)               # True: also return ctx for backward
     # outputs (T, B, H) in processing order; final_states list of (B, H); ctx or None
 

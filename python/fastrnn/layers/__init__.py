@@ -1,0 +1,49 @@
+"""Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional and core layers."""
+
+from __future__ import annotations
+
+from fastrnn.layers.core import Dense, Dropout, Embedding, Layer, Masking
+from fastrnn.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
+from fastrnn.layers.wrappers import Bidirectional
+
+LAYER_CLASSES = {
+    cls.__name__: cls
+    for cls in (Dense, Dropout, Embedding, Masking, SimpleRNN, LSTM, GRU, Bidirectional)
+}
+
+
+def serialize(layer: Layer) -> dict:
+    """``{"class_name": ..., "config": ...}`` for a layer (JSON-compatible)."""
+    return {"class_name": type(layer).__name__, "config": layer.get_config()}
+
+
+def deserialize(spec: dict) -> Layer:
+    """Rebuilds a layer from ``serialize``'s output.
+
+    Raises:
+        ValueError: unknown class name (the valid ones are listed) or malformed spec.
+    """
+    if not isinstance(spec, dict) or "class_name" not in spec or "config" not in spec:
+        raise ValueError(f"A layer spec needs 'class_name' and 'config', got {spec!r}.")
+    cls = LAYER_CLASSES.get(spec["class_name"])
+    if cls is None:
+        raise ValueError(
+            f"Unknown layer class {spec['class_name']!r}. Known: {', '.join(LAYER_CLASSES)}."
+        )
+    return cls.from_config(dict(spec["config"]))
+
+
+__all__ = [
+    "GRU",
+    "LSTM",
+    "RNN",
+    "Bidirectional",
+    "Dense",
+    "Dropout",
+    "Embedding",
+    "Layer",
+    "Masking",
+    "SimpleRNN",
+    "deserialize",
+    "serialize",
+]
