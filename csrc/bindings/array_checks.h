@@ -34,27 +34,31 @@ inline std::vector<index_t> shape_of(const py::array& a) {
 [[noreturn]] inline void value_error(const std::string& msg) { throw std::invalid_argument(msg); }
 
 // Returns obj as an array of `dtype` with exactly `shape` (-1: any size), C-contiguous.
+inline void check_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style))
+    value_error(std::string(name) + " must be C-contiguous (fastrnn.ops makes a copy for you)");
+  if (!a.dtype().is(py::dtype::of<bool>()) && !a.attr("flags").attr("aligned").cast<bool>())
+    value_error(std::string(name) + " must be aligned");
+}
+
+// With contiguous=false the caller checks contiguity later (after its size checks).
 inline py::array check_array(const py::handle& obj, const char* name, const py::dtype& dtype,
-                             const std::vector<index_t>& shape) {
+                             const std::vector<index_t>& shape, bool contiguous = true) {
   if (!py::isinstance<py::array>(obj))
     throw py::type_error(std::string(name) + " must be a numpy.ndarray, got " +
                          std::string(py::str(py::type::of(obj).attr("__name__"))));
   py::array a = py::reinterpret_borrow<py::array>(obj);
   if (!a.dtype().is(dtype))
-    throw py::type_error(std::string(name) + " must have dtype " +
-                         std::string(py::str(dtype)) + ", got " +
-                         std::string(py::str(a.dtype())));
+    throw py::type_error(std::string(name) + " must have dtype " + std::string(py::str(dtype)) +
+                         ", got " + std::string(py::str(a.dtype())));
   if (a.ndim() != (py::ssize_t)shape.size())
-    value_error(std::string(name) + " must be " + std::to_string(shape.size()) +
-                "-D with shape " + shape_str(shape) + ", got shape " + shape_str(shape_of(a)));
+    value_error(std::string(name) + " must be " + std::to_string(shape.size()) + "-D with shape " +
+                shape_str(shape) + ", got shape " + shape_str(shape_of(a)));
   for (size_t i = 0; i < shape.size(); ++i)
     if (shape[i] >= 0 && a.shape((py::ssize_t)i) != shape[i])
       value_error(std::string(name) + " must have shape " + shape_str(shape) + ", got " +
                   shape_str(shape_of(a)));
-  if (!(a.flags() & py::array::c_style))
-    value_error(std::string(name) + " must be C-contiguous (fastrnn.ops makes a copy for you)");
-  if (!a.dtype().is(py::dtype::of<bool>()) && !a.attr("flags").attr("aligned").cast<bool>())
-    value_error(std::string(name) + " must be aligned");
+  if (contiguous) check_contiguous(a, name);
   return a;
 }
 

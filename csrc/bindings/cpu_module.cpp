@@ -72,11 +72,12 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
   if (!in.dtype.is(py::dtype::of<float>()) && !in.dtype.is(py::dtype::of<double>()))
     throw py::type_error("x must have dtype float32 or float64, got " +
                          std::string(py::str(in.dtype)));
-  in.x = check_array(x, "x", in.dtype, {-1, -1, -1});
+  in.x = check_array(x, "x", in.dtype, {-1, -1, -1}, /*contiguous=*/false);
   c.T = in.x.shape(0);
   c.B = in.x.shape(1);
   c.I = in.x.shape(2);
-  in.recurrent_kernel = check_array(recurrent_kernel, "recurrent_kernel", in.dtype, {-1, -1});
+  in.recurrent_kernel =
+      check_array(recurrent_kernel, "recurrent_kernel", in.dtype, {-1, -1}, /*contiguous=*/false);
   c.H = in.recurrent_kernel.shape(0);
   if (c.H < 1) value_error("recurrent_kernel must have at least one row (units >= 1)");
   if (c.I < 1) value_error("x must have at least one feature (I >= 1)");
@@ -88,6 +89,7 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
   bindings::checked_product({c.T, c.B, GH, 4}, "T*B*G*H (workspace)");
   bindings::checked_product({c.T, c.B, c.I}, "T*B*I (inputs)");
   bindings::checked_product({c.H, GH}, "H*G*H (recurrent kernel)");
+  bindings::check_contiguous(in.x, "x");
 
   in.recurrent_kernel = check_array(recurrent_kernel, "recurrent_kernel", in.dtype, {c.H, GH});
   in.kernel = check_array(kernel, "kernel", in.dtype, {c.I, GH});
@@ -157,9 +159,8 @@ py::tuple forward_typed(const Inputs& in, bool training) {
 }
 
 template <typename T>
-py::tuple backward_typed(const Inputs& in, const py::object& workspace,
-                         const py::object& d_outputs, const py::object& d_h_last,
-                         const py::object& d_c_last) {
+py::tuple backward_typed(const Inputs& in, const py::object& workspace, const py::object& d_outputs,
+                         const py::object& d_h_last, const py::object& d_c_last) {
   const CellConfig& c = in.cfg;
   py::array ws = check_array(workspace, "workspace", in.dtype, {workspace_layout(c).size});
   py::object dout = py::none(), dhl = py::none(), dcl = py::none();
@@ -215,8 +216,8 @@ PYBIND11_MODULE(_cpu, m) {
          const std::string& recurrent_activation, bool reset_after, bool go_backwards,
          bool training) {
         Inputs in = validate(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, dropout_mask,
-                             recurrent_dropout_mask, activation, recurrent_activation,
-                             reset_after, go_backwards);
+                             recurrent_dropout_mask, activation, recurrent_activation, reset_after,
+                             go_backwards);
         return in.dtype.is(py::dtype::of<float>()) ? forward_typed<float>(in, training)
                                                    : forward_typed<double>(in, training);
       },
@@ -238,8 +239,8 @@ PYBIND11_MODULE(_cpu, m) {
          const py::object& workspace, const py::object& d_outputs, const py::object& d_h_last,
          const py::object& d_c_last) {
         Inputs in = validate(cell, x, kernel, recurrent_kernel, bias, h0, c0, mask, dropout_mask,
-                             recurrent_dropout_mask, activation, recurrent_activation,
-                             reset_after, go_backwards);
+                             recurrent_dropout_mask, activation, recurrent_activation, reset_after,
+                             go_backwards);
         return in.dtype.is(py::dtype::of<float>())
                    ? backward_typed<float>(in, workspace, d_outputs, d_h_last, d_c_last)
                    : backward_typed<double>(in, workspace, d_outputs, d_h_last, d_c_last);
@@ -254,17 +255,17 @@ PYBIND11_MODULE(_cpu, m) {
       py::arg("d_c_last") = py::none(),
       "BPTT backward. Returns (dx, dkernel, drecurrent_kernel, dbias or None, dh0, dc0 or None).");
 
-  m.def("workspace_size", [](const std::string& cell, index_t T, index_t B, index_t H,
-                             bool reset_after) {
-    CellConfig c;
-    c.cell = parse_cell(cell);
-    c.G = gate_count(c.cell);
-    c.T = T;
-    c.B = B;
-    c.H = H;
-    c.reset_after = reset_after;
-    return workspace_layout(c).size;
-  });
+  m.def("workspace_size",
+        [](const std::string& cell, index_t T, index_t B, index_t H, bool reset_after) {
+          CellConfig c;
+          c.cell = parse_cell(cell);
+          c.G = gate_count(c.cell);
+          c.T = T;
+          c.B = B;
+          c.H = H;
+          c.reset_after = reset_after;
+          return workspace_layout(c).size;
+        });
   m.def("set_num_threads", &detail::set_num_threads, py::arg("n"),
         "Threads for the CPU kernels (n >= 1; 0 restores the default, OMP_NUM_THREADS).");
   m.def("get_num_threads", &detail::num_threads);

@@ -12,8 +12,8 @@ void blas_init();
 // Row-major C (M x N) = op(A) op(B) (+ C when accumulate), single-threaded.
 void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const float* A, index_t lda,
           const float* B, index_t ldb, bool accumulate, float* C, index_t ldc);
-void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const double* A,
-          index_t lda, const double* B, index_t ldb, bool accumulate, double* C, index_t ldc);
+void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const double* A, index_t lda,
+          const double* B, index_t ldb, bool accumulate, double* C, index_t ldc);
 
 // The same product cut into fixed tiles of C, shared out over `num_threads`
 // OpenMP threads. Tiles do not depend on the thread count, so the result is

@@ -9,12 +9,12 @@ namespace fastrnn::detail {
 enum class Isa : int { Portable = 0, Avx2 = 1, Avx512 = 2 };
 
 const char* isa_name(Isa isa);
-Isa best_supported_isa();              // what this CPU can run
-std::vector<std::string> available_isas();  // every path this CPU can run, lowest first
-Isa active_isa();                      // FASTRNN_ISA env at first use, else best
+Isa best_supported_isa();                      // what this CPU can run
+std::vector<std::string> available_isas();     // every path this CPU can run, lowest first
+Isa active_isa();                              // FASTRNN_ISA env at first use, else best
 void set_active_isa(const std::string& name);  // throws std::invalid_argument
 
-int num_threads();  // set_num_threads value, else omp_get_max_threads() (OMP_NUM_THREADS)
+int num_threads();            // set_num_threads value, else omp_get_max_threads() (OMP_NUM_THREADS)
 void set_num_threads(int n);  // n >= 1; 0 restores the default
 
 }  // namespace fastrnn::detail

@@ -2,8 +2,8 @@
 #define FASTRNN_ISA_NS avx2
 #define FASTRNN_VEC_BYTES 32
 #define FASTRNN_VEC_REGS 16
-#include "rnn_kernels.h"
 #include "kernels.h"
+#include "rnn_kernels.h"
 
 namespace fastrnn::cpu::avx2 {
 template void forward<float>(const ForwardParams<float>&);

@@ -2,8 +2,8 @@
 #define FASTRNN_ISA_NS avx512
 #define FASTRNN_VEC_BYTES 64
 #define FASTRNN_VEC_REGS 32
-#include "rnn_kernels.h"
 #include "kernels.h"
+#include "rnn_kernels.h"
 
 namespace fastrnn::cpu::avx512 {
 template void forward<float>(const ForwardParams<float>&);

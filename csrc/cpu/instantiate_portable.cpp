@@ -2,8 +2,8 @@
 #define FASTRNN_ISA_NS portable
 #define FASTRNN_VEC_BYTES 16
 #define FASTRNN_VEC_REGS 16
-#include "rnn_kernels.h"
 #include "kernels.h"
+#include "rnn_kernels.h"
 
 namespace fastrnn::cpu::portable {
 template void forward<float>(const ForwardParams<float>&);

@@ -5,15 +5,15 @@
 
 namespace fastrnn::cpu {
 
-#define FASTRNN_DECLARE_ISA(ns)                        \
-  namespace ns {                                       \
-  template <typename T>                                \
-  void forward(const ForwardParams<T>& p);             \
-  template <typename T>                                \
-  void backward(const BackwardParams<T>& p);           \
-  extern template void forward<float>(const ForwardParams<float>&);    \
-  extern template void forward<double>(const ForwardParams<double>&);  \
-  extern template void backward<float>(const BackwardParams<float>&);  \
+#define FASTRNN_DECLARE_ISA(ns)                                         \
+  namespace ns {                                                        \
+  template <typename T>                                                 \
+  void forward(const ForwardParams<T>& p);                              \
+  template <typename T>                                                 \
+  void backward(const BackwardParams<T>& p);                            \
+  extern template void forward<float>(const ForwardParams<float>&);     \
+  extern template void forward<double>(const ForwardParams<double>&);   \
+  extern template void backward<float>(const BackwardParams<float>&);   \
   extern template void backward<double>(const BackwardParams<double>&); \
   }
 FASTRNN_DECLARE_ISA(portable)

@@ -195,7 +195,7 @@ void forward_impl(const ForwardParams<T>& p) {
     pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel_h.get());
   }
 
-  const T* b_in = p.bias;                                              // (GH) or null
+  const T* b_in = p.bias;  // (GH) or null
   const T* b_rec = (R == Recipe::GruAfter && p.bias) ? p.bias + GH : nullptr;
 
   // State ping-pong buffers: h[2], c[2], hd[2] (h * recurrent dropout mask).
@@ -256,83 +256,84 @@ void forward_impl(const ForwardParams<T>& p) {
       for (index_t u = u_begin; u < u_end; ++u) {
         const index_t j0 = u * VL;
         const int lanes = (int)std::min<index_t>(VL, H - j0);
-        for_row_blocks<T, GC>(B, A, H, panel.get() + u * H * GC * VL, H, tile,
-                              [&](index_t b0, int rows) {
-          for (int m = 0; m < rows; ++m) {
-            const index_t b = b0 + m;
-            const bool keep = mrow && !mrow[b];
-            const T* x = xps + b * GH;
-            T* gt = gates + b * GH;
-            for (int l = 0; l < lanes; ++l) {
-              const index_t j = j0 + l, e = b * H + j;
-              auto pre = [&](int g) {
-                return x[g * H + j] + (b_in ? b_in[g * H + j] : T(0)) +
-                       tile[(m * GC + g) * VL + l];
-              };
-              if constexpr (R == Recipe::SimpleRNN) {
-                const T h = simple_rnn_unit_forward(p.activation, pre(0));
-                gt[j] = h;
-                finish(b, j, keep, h);
-              } else if constexpr (R == Recipe::LSTM) {
-                const LstmUnit<T> c = lstm_unit_forward(p.activation, p.recurrent_activation,
-                                                        pre(0), pre(1), pre(2), pre(3), c_prev[e]);
-                gt[j] = c.i;
-                gt[H + j] = c.f;
-                gt[2 * H + j] = c.g;
-                gt[3 * H + j] = c.o;
-                const T c_new = keep ? c_prev[e] : c.c;
-                c_next[e] = c_new;
-                if (training) {
-                  p.workspace[ws.cell + s * B * H + e] = c_new;
-                  p.workspace[ws.act_cell + s * B * H + e] = c.ac;
+        for_row_blocks<T, GC>(
+            B, A, H, panel.get() + u * H * GC * VL, H, tile, [&](index_t b0, int rows) {
+              for (int m = 0; m < rows; ++m) {
+                const index_t b = b0 + m;
+                const bool keep = mrow && !mrow[b];
+                const T* x = xps + b * GH;
+                T* gt = gates + b * GH;
+                for (int l = 0; l < lanes; ++l) {
+                  const index_t j = j0 + l, e = b * H + j;
+                  auto pre = [&](int g) {
+                    return x[g * H + j] + (b_in ? b_in[g * H + j] : T(0)) +
+                           tile[(m * GC + g) * VL + l];
+                  };
+                  if constexpr (R == Recipe::SimpleRNN) {
+                    const T h = simple_rnn_unit_forward(p.activation, pre(0));
+                    gt[j] = h;
+                    finish(b, j, keep, h);
+                  } else if constexpr (R == Recipe::LSTM) {
+                    const LstmUnit<T> c =
+                        lstm_unit_forward(p.activation, p.recurrent_activation, pre(0), pre(1),
+                                          pre(2), pre(3), c_prev[e]);
+                    gt[j] = c.i;
+                    gt[H + j] = c.f;
+                    gt[2 * H + j] = c.g;
+                    gt[3 * H + j] = c.o;
+                    const T c_new = keep ? c_prev[e] : c.c;
+                    c_next[e] = c_new;
+                    if (training) {
+                      p.workspace[ws.cell + s * B * H + e] = c_new;
+                      p.workspace[ws.act_cell + s * B * H + e] = c.ac;
+                    }
+                    finish(b, j, keep, c.h);
+                  } else if constexpr (R == Recipe::GruAfter) {
+                    const GruGates<T> zr =
+                        gru_unit_gates(p.recurrent_activation, pre(0) + (b_rec ? b_rec[j] : T(0)),
+                                       pre(1) + (b_rec ? b_rec[H + j] : T(0)));
+                    const T rh = tile[(m * GC + 2) * VL + l] + (b_rec ? b_rec[2 * H + j] : T(0));
+                    const T xh = x[2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
+                    const GruOut<T> o =
+                        gru_unit_output(p.activation, true, zr.z, zr.r, xh, rh, h_prev[e]);
+                    gt[j] = zr.z;
+                    gt[H + j] = zr.r;
+                    gt[2 * H + j] = o.g;
+                    if (training) p.workspace[ws.rh + s * B * H + e] = rh;
+                    finish(b, j, keep, o.h);
+                  } else {  // GruBefore, phase 1: gates z, r and r * hd_prev
+                    const GruGates<T> zr = gru_unit_gates(p.recurrent_activation, pre(0), pre(1));
+                    gt[j] = zr.z;
+                    gt[H + j] = zr.r;
+                    rhd[e] = zr.r * A[e];
+                  }
                 }
-                finish(b, j, keep, c.h);
-              } else if constexpr (R == Recipe::GruAfter) {
-                const GruGates<T> zr = gru_unit_gates(p.recurrent_activation,
-                                                      pre(0) + (b_rec ? b_rec[j] : T(0)),
-                                                      pre(1) + (b_rec ? b_rec[H + j] : T(0)));
-                const T rh = tile[(m * GC + 2) * VL + l] + (b_rec ? b_rec[2 * H + j] : T(0));
-                const T xh = x[2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
-                const GruOut<T> o = gru_unit_output(p.activation, true, zr.z, zr.r, xh, rh,
-                                                    h_prev[e]);
-                gt[j] = zr.z;
-                gt[H + j] = zr.r;
-                gt[2 * H + j] = o.g;
-                if (training) p.workspace[ws.rh + s * B * H + e] = rh;
-                finish(b, j, keep, o.h);
-              } else {  // GruBefore, phase 1: gates z, r and r * hd_prev
-                const GruGates<T> zr = gru_unit_gates(p.recurrent_activation, pre(0), pre(1));
-                gt[j] = zr.z;
-                gt[H + j] = zr.r;
-                rhd[e] = zr.r * A[e];
               }
-            }
-          }
-        });
+            });
       }
       if constexpr (R == Recipe::GruBefore) {
 #pragma omp barrier
         for (index_t u = u_begin; u < u_end; ++u) {
           const index_t j0 = u * VL;
           const int lanes = (int)std::min<index_t>(VL, H - j0);
-          for_row_blocks<T, 1>(B, rhd.get(), H, panel_h.get() + u * H * VL, H, tile,
-                               [&](index_t b0, int rows) {
-            for (int m = 0; m < rows; ++m) {
-              const index_t b = b0 + m;
-              const bool keep = mrow && !mrow[b];
-              T* gt = gates + b * GH;
-              for (int l = 0; l < lanes; ++l) {
-                const index_t j = j0 + l, e = b * H + j;
-                const T xh = xps[b * GH + 2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
-                const T rh = tile[m * VL + l];
-                const GruOut<T> o =
-                    gru_unit_output(p.activation, false, gt[j], gt[H + j], xh, rh, h_prev[e]);
-                gt[2 * H + j] = o.g;
-                if (training) p.workspace[ws.rh + s * B * H + e] = rhd[e];
-                finish(b, j, keep, o.h);
-              }
-            }
-          });
+          for_row_blocks<T, 1>(
+              B, rhd.get(), H, panel_h.get() + u * H * VL, H, tile, [&](index_t b0, int rows) {
+                for (int m = 0; m < rows; ++m) {
+                  const index_t b = b0 + m;
+                  const bool keep = mrow && !mrow[b];
+                  T* gt = gates + b * GH;
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l, e = b * H + j;
+                    const T xh = xps[b * GH + 2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
+                    const T rh = tile[m * VL + l];
+                    const GruOut<T> o =
+                        gru_unit_output(p.activation, false, gt[j], gt[H + j], xh, rh, h_prev[e]);
+                    gt[2 * H + j] = o.g;
+                    if (training) p.workspace[ws.rh + s * B * H + e] = rhd[e];
+                    finish(b, j, keep, o.h);
+                  }
+                }
+              });
         }
       }
 #pragma omp barrier
@@ -341,8 +342,8 @@ void forward_impl(const ForwardParams<T>& p) {
   }
   const T* h_fin = hbuf.get() + (Tn % 2) * B * H;
   std::memcpy(p.h_last, h_fin, sizeof(T) * B * H);
-  if constexpr (R == Recipe::LSTM) std::memcpy(p.c_last, cbuf.get() + (Tn % 2) * B * H,
-                                               sizeof(T) * B * H);
+  if constexpr (R == Recipe::LSTM)
+    std::memcpy(p.c_last, cbuf.get() + (Tn % 2) * B * H, sizeof(T) * B * H);
 }
 
 // ---- backward ---------------------------------------------------------------
@@ -437,9 +438,9 @@ void backward_impl(const BackwardParams<T>& p) {
           } else {
             const bool after = R == Recipe::GruAfter;
             const T rh = W[ws.rh + s * BH + e];
-            const GruUnitGrad<T> d = gru_unit_backward(p.activation, p.recurrent_activation, after,
-                                                       gt[j], gt[H + j], gt[2 * H + j], rh, hp,
-                                                       dh_new);
+            const GruUnitGrad<T> d =
+                gru_unit_backward(p.activation, p.recurrent_activation, after, gt[j], gt[H + j],
+                                  gt[2 * H + j], rh, hp, dh_new);
             T* o = dgi + b * GH;
             o[j] = d.dz_pre;
             o[H + j] = d.dr_pre;  // reset_after=False: filled in after the h product
@@ -460,21 +461,21 @@ void backward_impl(const BackwardParams<T>& p) {
         for (index_t u = u_begin; u < u_end; ++u) {
           const index_t j0 = u * VL;
           const int lanes = (int)std::min<index_t>(VL, H - j0);
-          for_row_blocks<T, 1>(B, dgi + 2 * H, GH, rt_h.get() + u * H * VL, H, tile,
-                               [&](index_t b0, int rows) {
-            for (int m = 0; m < rows; ++m) {
-              const index_t b = b0 + m;
-              const bool keep = mrow && !mrow[b];
-              for (int l = 0; l < lanes; ++l) {
-                const index_t j = j0 + l, e = b * H + j;
-                const T hd = (h_prev ? h_prev[e] : T(0)) * (rmask ? rmask[e] : T(1));
-                const GruResetGrad<T> d = gru_unit_reset_backward(
-                    p.recurrent_activation, gates[b * GH + H + j], hd, tile[m * VL + l]);
-                dgi[b * GH + H + j] = keep ? T(0) : d.dr_pre;
-                d_rhd[e] = keep ? T(0) : d.dhd;
-              }
-            }
-          });
+          for_row_blocks<T, 1>(
+              B, dgi + 2 * H, GH, rt_h.get() + u * H * VL, H, tile, [&](index_t b0, int rows) {
+                for (int m = 0; m < rows; ++m) {
+                  const index_t b = b0 + m;
+                  const bool keep = mrow && !mrow[b];
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l, e = b * H + j;
+                    const T hd = (h_prev ? h_prev[e] : T(0)) * (rmask ? rmask[e] : T(1));
+                    const GruResetGrad<T> d = gru_unit_reset_backward(
+                        p.recurrent_activation, gates[b * GH + H + j], hd, tile[m * VL + l]);
+                    dgi[b * GH + H + j] = keep ? T(0) : d.dr_pre;
+                    d_rhd[e] = keep ? T(0) : d.dhd;
+                  }
+                }
+              });
         }
 #pragma omp barrier
       }
@@ -484,14 +485,14 @@ void backward_impl(const BackwardParams<T>& p) {
         const int lanes = (int)std::min<index_t>(VL, H - j0);
         for_row_blocks<T, 1>(B, dgr, GH, rt.get() + u * KR * H * VL, KR * H, tile,
                              [&](index_t b0, int rows) {
-          for (int m = 0; m < rows; ++m)
-            for (int l = 0; l < lanes; ++l) {
-              const index_t e = (b0 + m) * H + j0 + l;
-              T rec = tile[m * VL + l];
-              if constexpr (R == Recipe::GruBefore) rec += d_rhd[e];
-              dh[e] += rmask ? rec * rmask[e] : rec;
-            }
-        });
+                               for (int m = 0; m < rows; ++m)
+                                 for (int l = 0; l < lanes; ++l) {
+                                   const index_t e = (b0 + m) * H + j0 + l;
+                                   T rec = tile[m * VL + l];
+                                   if constexpr (R == Recipe::GruBefore) rec += d_rhd[e];
+                                   dh[e] += rmask ? rec * rmask[e] : rec;
+                                 }
+                             });
       }
     }
   }
@@ -516,8 +517,8 @@ void backward_impl(const BackwardParams<T>& p) {
     parallel_gemm(true, false, H, H, Tn * B, rhd_all.get(), H, dg_in.get() + 2 * H, GH,
                   p.drecurrent_kernel + 2 * H, GH, nth);
   } else {
-    parallel_gemm(true, false, H, GH, Tn * B, hd_all.get(), H, dg_rec, GH, p.drecurrent_kernel,
-                  GH, nth);
+    parallel_gemm(true, false, H, GH, Tn * B, hd_all.get(), H, dg_rec, GH, p.drecurrent_kernel, GH,
+                  nth);
   }
   Buffer<T> xd_storage;
   const T* xd = dropped_inputs(p, xd_storage);

@@ -14,7 +14,7 @@ def check_activation(name, arg: str) -> None:
         raise ValueError(f"{arg} must be one of {', '.join(map(repr, ACTIVATIONS))}, got {name!r}")
 
 
-def as_float_array(a, name: str, dtype=None, backend=None) -> np.ndarray:
+def as_float_array(a, name: str, dtype=None, backend=None, contiguous: bool = True) -> np.ndarray:
     """``a`` as a C-contiguous float32/float64 array (a copy only when needed).
 
     Raises TypeError for other dtypes, or when ``dtype`` is given and ``a`` differs from it.
@@ -33,7 +33,18 @@ def as_float_array(a, name: str, dtype=None, backend=None) -> np.ndarray:
             f"{name} has dtype {a.dtype} but x has dtype {dtype}: all float arrays must share "
             "one dtype"
         )
-    return xp.ascontiguousarray(a)
+    return xp.ascontiguousarray(a) if contiguous else a
+
+
+_INT32_MAX = 2**31 - 1
+
+
+def check_sizes(steps: int, batch: int, gates: int, units: int) -> None:
+    """Rejects sizes the kernels cannot index (BLAS takes 32-bit dimensions)."""
+    if steps * batch > _INT32_MAX:
+        raise ValueError(f"T*B (steps*batch) is too large: {steps}*{batch} > {_INT32_MAX}")
+    if gates * units > _INT32_MAX:
+        raise ValueError(f"G*H (gates*units) is too large: {gates}*{units} > {_INT32_MAX}")
 
 
 def optional_float_array(a, name: str, dtype, backend=None):

@@ -26,6 +26,7 @@ from fastrnn._cells import CELLS, RNNGradients
 from fastrnn._validation import (
     as_float_array,
     check_activation,
+    check_sizes,
     check_states,
     optional_float_array,
     optional_mask,
@@ -71,20 +72,25 @@ def _forward(
 ):
     spec = CELLS[cell]
     backend = _backend.for_array(x)
-    x = as_float_array(x, "x", backend=backend)
+    x = as_float_array(x, "x", backend=backend, contiguous=False)  # copied after the size checks
     dtype = x.dtype
     check_activation(activation, "activation")
     check_activation(recurrent_activation, "recurrent_activation")
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D with shape (T, B, I) (time-major), got shape {x.shape}")
     steps, batch, _ = x.shape
-    recurrent_kernel = as_float_array(recurrent_kernel, "recurrent_kernel", dtype, backend)
+    recurrent_kernel = as_float_array(
+        recurrent_kernel, "recurrent_kernel", dtype, backend, contiguous=False
+    )
     if recurrent_kernel.ndim != 2:
         raise ValueError(
             f"recurrent_kernel must be 2-D with shape (H, {spec.gates}*H), "
             f"got shape {recurrent_kernel.shape}"
         )
     units = recurrent_kernel.shape[0]
+    check_sizes(steps, batch, spec.gates, units)
+    x = backend.xp.ascontiguousarray(x)
+    recurrent_kernel = backend.xp.ascontiguousarray(recurrent_kernel)
     states = check_states(initial_state, spec, batch, units, dtype, backend)
     args = dict(
         cell=cell,

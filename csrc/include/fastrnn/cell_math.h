@@ -32,16 +32,16 @@ struct LstmUnit {
 };
 
 template <typename T>
-FASTRNN_HD LstmUnit<T> lstm_unit_forward(Activation act, Activation ract, T i_pre, T f_pre,
-                                         T g_pre, T o_pre, T c_prev) {
+FASTRNN_HD LstmUnit<T> lstm_unit_forward(Activation act, Activation ract, T i_pre, T f_pre, T g_pre,
+                                         T o_pre, T c_prev) {
   LstmUnit<T> u;
-  u.i = activate(ract, i_pre);   // (1) i = ra(i_pre)
-  u.f = activate(ract, f_pre);   // (2) f = ra(f_pre)
-  u.g = activate(act, g_pre);    // (3) g = a(g_pre)
-  u.o = activate(ract, o_pre);   // (4) o = ra(o_pre)
+  u.i = activate(ract, i_pre);     // (1) i = ra(i_pre)
+  u.f = activate(ract, f_pre);     // (2) f = ra(f_pre)
+  u.g = activate(act, g_pre);      // (3) g = a(g_pre)
+  u.o = activate(ract, o_pre);     // (4) o = ra(o_pre)
   u.c = u.f * c_prev + u.i * u.g;  // (5) c = f*c_prev + i*g
-  u.ac = activate(act, u.c);     // (6) ac = a(c)
-  u.h = u.o * u.ac;              // (7) h = o*ac
+  u.ac = activate(act, u.c);       // (6) ac = a(c)
+  u.h = u.o * u.ac;                // (7) h = o*ac
   return u;
 }
 
@@ -55,13 +55,13 @@ template <typename T>
 FASTRNN_HD LstmUnitGrad<T> lstm_unit_backward(Activation act, Activation ract, T i, T f, T g, T o,
                                               T ac, T c_prev, T dh, T dc) {
   LstmUnitGrad<T> d;
-  const T d_o = dh * ac;                                // from (7)
+  const T d_o = dh * ac;                                    // from (7)
   const T dc_total = dc + dh * o * activate_grad(act, ac);  // (7), (6)
-  d.di_pre = dc_total * g * activate_grad(ract, i);     // (5), (1)
-  d.df_pre = dc_total * c_prev * activate_grad(ract, f);  // (5), (2)
-  d.dg_pre = dc_total * i * activate_grad(act, g);      // (5), (3)
-  d.do_pre = d_o * activate_grad(ract, o);              // (4)
-  d.dc_prev = dc_total * f;                             // (5)
+  d.di_pre = dc_total * g * activate_grad(ract, i);         // (5), (1)
+  d.df_pre = dc_total * c_prev * activate_grad(ract, f);    // (5), (2)
+  d.dg_pre = dc_total * i * activate_grad(act, g);          // (5), (3)
+  d.do_pre = d_o * activate_grad(ract, o);                  // (4)
+  d.dc_prev = dc_total * f;                                 // (5)
   return d;
 }
 

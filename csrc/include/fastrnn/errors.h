@@ -14,11 +14,11 @@ namespace fastrnn::detail {
 }  // namespace fastrnn::detail
 
 // FASTRNN_CHECK(cond, msg-stream): throws std::invalid_argument (ValueError in Python).
-#define FASTRNN_CHECK(cond, msg)                                         \
-  do {                                                                   \
-    if (!(cond)) {                                                       \
-      std::ostringstream fastrnn_os_;                                    \
-      fastrnn_os_ << msg;                                                \
+#define FASTRNN_CHECK(cond, msg)                                               \
+  do {                                                                         \
+    if (!(cond)) {                                                             \
+      std::ostringstream fastrnn_os_;                                          \
+      fastrnn_os_ << msg;                                                      \
       ::fastrnn::detail::throw_invalid(__FILE__, __LINE__, fastrnn_os_.str()); \
-    }                                                                    \
+    }                                                                          \
   } while (0)

@@ -3,8 +3,8 @@
 // Dimension legend:
 //   T time steps, B batch, I input features, H hidden units,
 //   G gates: 1 SimpleRNN, 4 LSTM (i, f, c, o), 3 GRU (z, r, h); GH = G*H.
-// S is the scalar type (float or double). All arrays are C-contiguous; the binding has checked every shape, dtype,
-// stride and size product before a kernel sees these structs.
+// S is the scalar type (float or double). All arrays are C-contiguous; the binding has checked
+// every shape, dtype, stride and size product before a kernel sees these structs.
 #pragma once
 
 #include <cstdint>
@@ -45,14 +45,14 @@ struct ForwardParams : CellConfig {
   S* outputs = nullptr;                       // (T, B, H) in processing order
   S* h_last = nullptr;                        // (B, H)
   S* c_last = nullptr;                        // (B, H) LSTM only
-  S* workspace = nullptr;  // training only (see workspace.h); null for inference
+  S* workspace = nullptr;                     // training only (see workspace.h); null for inference
 };
 
 template <typename S>
 struct BackwardParams : ForwardParams<S> {
-  const S* d_outputs = nullptr;  // (T, B, H) or null (zeros)
-  const S* d_h_last = nullptr;   // (B, H) or null
-  const S* d_c_last = nullptr;   // (B, H) or null
+  const S* d_outputs = nullptr;    // (T, B, H) or null (zeros)
+  const S* d_h_last = nullptr;     // (B, H) or null
+  const S* d_c_last = nullptr;     // (B, H) or null
   S* dx = nullptr;                 // (T, B, I)
   S* dkernel = nullptr;            // (I, GH)
   S* drecurrent_kernel = nullptr;  // (H, GH)
