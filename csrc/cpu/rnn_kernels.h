@@ -169,15 +169,37 @@ const T* dropped_inputs(const ForwardParams<T>& p, Buffer<T>& storage) {
   return storage.get();
 }
 
+// Per-call scratch: zeros and ones stand in for absent optional arrays, so the
+// hot loops have no branches; each thread also gets rows to write saved values
+// into when nothing is saved (inference), instead of testing per element.
+template <typename T>
+struct Scratch {
+  Buffer<T> zeros, ones, rows;
+  index_t row_len = 0;
+  Scratch(index_t n, index_t row_len_, int rows_per_thread, int threads)
+      : zeros(alloc<T>(n)), ones(alloc<T>(n)), row_len(row_len_) {
+    for (index_t e = 0; e < n; ++e) {
+      zeros[e] = T(0);
+      ones[e] = T(1);
+    }
+    rows = alloc<T>(row_len * rows_per_thread * threads);
+  }
+  T* row(int tid, int k, int per_thread) const {
+    return rows.get() + (tid * per_thread + k) * row_len;
+  }
+};
+
 // ---- forward ----------------------------------------------------------------
-template <typename T, Recipe R>
-void forward_impl(const ForwardParams<T>& p) {
+template <typename T, Recipe R, typename A, typename RA>
+void forward_impl(const ForwardParams<T>& p, A act, RA ract) {
   constexpr int VL = Simd<T>::VL;
   constexpr int G = R == Recipe::LSTM ? 4 : (R == Recipe::SimpleRNN ? 1 : 3);
-  const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T;
+  const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T, BH = B * H;
   const index_t nblk = (H + VL - 1) / VL;
   const bool training = p.workspace != nullptr;
   const WorkspaceLayout ws = workspace_layout(p);
+  const int nt = step_threads(p, nblk);
+  Scratch<T> scratch(std::max({GH, BH, (index_t)1}), H, 5, nt);  // zeros also stand for out_prev
 
   // (1) input projection for every step: XP (T*B, GH) = Xd @ kernel.
   Buffer<T> xd_storage;
@@ -194,26 +216,24 @@ void forward_impl(const ForwardParams<T>& p) {
     panel_h = alloc<T>(nblk * H * VL);
     pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel_h.get());
   }
-
-  const T* b_in = p.bias;  // (GH) or null
-  const T* b_rec = (R == Recipe::GruAfter && p.bias) ? p.bias + GH : nullptr;
+  const T* b_in = p.bias ? p.bias : scratch.zeros.get();  // (GH)
+  const T* b_rec = (R == Recipe::GruAfter && p.bias) ? p.bias + GH : scratch.zeros.get();
 
   // State ping-pong buffers: h[2], c[2], hd[2] (h * recurrent dropout mask).
-  Buffer<T> hbuf = alloc<T>(2 * B * H), cbuf, hdbuf, gate_scratch, rhd;
-  for (index_t e = 0; e < B * H; ++e) hbuf[e] = p.h0 ? p.h0[e] : T(0);
+  Buffer<T> hbuf = alloc<T>(2 * BH), cbuf, hdbuf, gate_scratch, rhd;
+  for (index_t e = 0; e < BH; ++e) hbuf[e] = p.h0 ? p.h0[e] : T(0);
   if constexpr (R == Recipe::LSTM) {
-    cbuf = alloc<T>(2 * B * H);
-    for (index_t e = 0; e < B * H; ++e) cbuf[e] = p.c0 ? p.c0[e] : T(0);
+    cbuf = alloc<T>(2 * BH);
+    for (index_t e = 0; e < BH; ++e) cbuf[e] = p.c0 ? p.c0[e] : T(0);
   }
   const T* rmask = p.recurrent_dropout_mask;
   if (rmask) {
-    hdbuf = alloc<T>(2 * B * H);
-    for (index_t e = 0; e < B * H; ++e) hdbuf[e] = hbuf[e] * rmask[e];
+    hdbuf = alloc<T>(2 * BH);
+    for (index_t e = 0; e < BH; ++e) hdbuf[e] = hbuf[e] * rmask[e];
   }
   if (!training) gate_scratch = alloc<T>(B * GH);
-  if constexpr (R == Recipe::GruBefore) rhd = alloc<T>(B * H);
+  if constexpr (R == Recipe::GruBefore) rhd = alloc<T>(BH);
 
-  const int nt = step_threads(p, nblk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
   {
     const int tid = omp_get_thread_num(), ntt = omp_get_num_threads();
@@ -222,92 +242,132 @@ void forward_impl(const ForwardParams<T>& p) {
     int cur = 0;
     for (index_t s = 0; s < Tn; ++s) {
       const index_t t = time_of(p, s);
-      const T* h_prev = hbuf.get() + cur * B * H;
-      T* h_next = hbuf.get() + (1 - cur) * B * H;
-      const T* A = rmask ? hdbuf.get() + cur * B * H : h_prev;  // operand of the product
-      T* hd_next = rmask ? hdbuf.get() + (1 - cur) * B * H : nullptr;
-      const T* c_prev = nullptr;
-      T* c_next = nullptr;
-      if constexpr (R == Recipe::LSTM) {
-        c_prev = cbuf.get() + cur * B * H;
-        c_next = cbuf.get() + (1 - cur) * B * H;
-      }
-      T* out = p.outputs + s * B * H;
-      const T* out_prev = s > 0 ? p.outputs + (s - 1) * B * H : nullptr;
+      const T* h_prev = hbuf.get() + cur * BH;
+      T* h_next = hbuf.get() + (1 - cur) * BH;
+      const T* A_op = rmask ? hdbuf.get() + cur * BH : h_prev;  // operand of the product
+      const T* c_prev = R == Recipe::LSTM ? cbuf.get() + cur * BH : nullptr;
+      T* c_next = R == Recipe::LSTM ? cbuf.get() + (1 - cur) * BH : nullptr;
+      T* out = p.outputs + s * BH;
+      const T* out_prev = s > 0 ? p.outputs + (s - 1) * BH : scratch.zeros.get();
       T* gates = training ? p.workspace + ws.gates + s * B * GH : gate_scratch.get();
-      T* st = training ? p.workspace + ws.states + s * B * H : nullptr;
       const T* xps = xp.get() + t * B * GH;
       const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
 
-      // Writes the new state of unit j of row b (masked rows carry over).
-      auto finish = [&](index_t b, index_t j, bool keep, T h_new) {
-        const index_t e = b * H + j;
-        if (keep) {
-          h_new = h_prev[e];
-          out[e] = out_prev ? out_prev[e] : T(0);
-        } else {
-          out[e] = h_new;
+      // Row b's destinations: saved values go to the workspace when training,
+      // else to this thread's scratch rows (indexed by unit like the real ones).
+      struct Rows {
+        T *hd, *st, *cell, *act_cell, *rh;
+        const T* rm;
+      };
+      auto rows_of = [&](index_t b) {
+        Rows r;
+        r.hd = rmask ? hdbuf.get() + (1 - cur) * BH + b * H : scratch.row(tid, 0, 5);
+        r.rm = rmask ? rmask + b * H : scratch.ones.get();
+        r.st = training ? p.workspace + ws.states + s * BH + b * H : scratch.row(tid, 1, 5);
+        r.cell = training && R == Recipe::LSTM ? p.workspace + ws.cell + s * BH + b * H
+                                               : scratch.row(tid, 2, 5);
+        r.act_cell = training && R == Recipe::LSTM ? p.workspace + ws.act_cell + s * BH + b * H
+                                                   : scratch.row(tid, 3, 5);
+        r.rh = training && (R == Recipe::GruAfter || R == Recipe::GruBefore)
+                   ? p.workspace + ws.rh + s * BH + b * H
+                   : scratch.row(tid, 4, 5);
+        return r;
+      };
+      // A masked row keeps its states and repeats its previous output.
+      auto keep_row = [&](index_t b, index_t j0, int lanes, const Rows& r) {
+        for (int l = 0; l < lanes; ++l) {
+          const index_t j = j0 + l, e = b * H + j;
+          out[e] = out_prev[e];
+          h_next[e] = h_prev[e];
+          r.hd[j] = h_prev[e] * r.rm[j];
+          r.st[j] = h_prev[e];
+          if constexpr (R == Recipe::LSTM) {
+            c_next[e] = c_prev[e];
+            r.cell[j] = c_prev[e];
+          }
         }
-        h_next[e] = h_new;
-        if (hd_next) hd_next[e] = h_new * rmask[e];
-        if (st) st[e] = h_new;
       };
 
       for (index_t u = u_begin; u < u_end; ++u) {
         const index_t j0 = u * VL;
         const int lanes = (int)std::min<index_t>(VL, H - j0);
         for_row_blocks<T, GC>(
-            B, A, H, panel.get() + u * H * GC * VL, H, tile, [&](index_t b0, int rows) {
+            B, A_op, H, panel.get() + u * H * GC * VL, H, tile, [&](index_t b0, int rows) {
               for (int m = 0; m < rows; ++m) {
                 const index_t b = b0 + m;
-                const bool keep = mrow && !mrow[b];
                 const T* x = xps + b * GH;
+                const T* tl = tile + m * GC * VL;
                 T* gt = gates + b * GH;
-                for (int l = 0; l < lanes; ++l) {
-                  const index_t j = j0 + l, e = b * H + j;
-                  auto pre = [&](int g) {
-                    return x[g * H + j] + (b_in ? b_in[g * H + j] : T(0)) +
-                           tile[(m * GC + g) * VL + l];
-                  };
-                  if constexpr (R == Recipe::SimpleRNN) {
-                    const T h = simple_rnn_unit_forward(p.activation, pre(0));
+                const T* hp = h_prev + b * H;
+                T* o = out + b * H;
+                T* hn = h_next + b * H;
+                const Rows r = rows_of(b);
+                if constexpr (R == Recipe::SimpleRNN) {
+#pragma GCC ivdep
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l;
+                    const T h = simple_rnn_unit_forward(act, x[j] + b_in[j] + tl[l]);
                     gt[j] = h;
-                    finish(b, j, keep, h);
-                  } else if constexpr (R == Recipe::LSTM) {
-                    const LstmUnit<T> c =
-                        lstm_unit_forward(p.activation, p.recurrent_activation, pre(0), pre(1),
-                                          pre(2), pre(3), c_prev[e]);
+                    o[j] = h;
+                    hn[j] = h;
+                    r.hd[j] = h * r.rm[j];
+                    r.st[j] = h;
+                  }
+                } else if constexpr (R == Recipe::LSTM) {
+                  const T* cp = c_prev + b * H;
+                  T* cn = c_next + b * H;
+#pragma GCC ivdep
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l;
+                    const LstmUnit<T> c = lstm_unit_forward(
+                        act, ract, x[j] + b_in[j] + tl[l], x[H + j] + b_in[H + j] + tl[VL + l],
+                        x[2 * H + j] + b_in[2 * H + j] + tl[2 * VL + l],
+                        x[3 * H + j] + b_in[3 * H + j] + tl[3 * VL + l], cp[j]);
                     gt[j] = c.i;
                     gt[H + j] = c.f;
                     gt[2 * H + j] = c.g;
                     gt[3 * H + j] = c.o;
-                    const T c_new = keep ? c_prev[e] : c.c;
-                    c_next[e] = c_new;
-                    if (training) {
-                      p.workspace[ws.cell + s * B * H + e] = c_new;
-                      p.workspace[ws.act_cell + s * B * H + e] = c.ac;
-                    }
-                    finish(b, j, keep, c.h);
-                  } else if constexpr (R == Recipe::GruAfter) {
+                    cn[j] = c.c;
+                    r.cell[j] = c.c;
+                    r.act_cell[j] = c.ac;
+                    o[j] = c.h;
+                    hn[j] = c.h;
+                    r.hd[j] = c.h * r.rm[j];
+                    r.st[j] = c.h;
+                  }
+                } else if constexpr (R == Recipe::GruAfter) {
+#pragma GCC ivdep
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l;
                     const GruGates<T> zr =
-                        gru_unit_gates(p.recurrent_activation, pre(0) + (b_rec ? b_rec[j] : T(0)),
-                                       pre(1) + (b_rec ? b_rec[H + j] : T(0)));
-                    const T rh = tile[(m * GC + 2) * VL + l] + (b_rec ? b_rec[2 * H + j] : T(0));
-                    const T xh = x[2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
-                    const GruOut<T> o =
-                        gru_unit_output(p.activation, true, zr.z, zr.r, xh, rh, h_prev[e]);
+                        gru_unit_gates(ract, x[j] + b_in[j] + tl[l] + b_rec[j],
+                                       x[H + j] + b_in[H + j] + tl[VL + l] + b_rec[H + j]);
+                    const T rh = tl[2 * VL + l] + b_rec[2 * H + j];
+                    const GruOut<T> g = gru_unit_output(act, true, zr.z, zr.r,
+                                                        x[2 * H + j] + b_in[2 * H + j], rh, hp[j]);
                     gt[j] = zr.z;
                     gt[H + j] = zr.r;
-                    gt[2 * H + j] = o.g;
-                    if (training) p.workspace[ws.rh + s * B * H + e] = rh;
-                    finish(b, j, keep, o.h);
-                  } else {  // GruBefore, phase 1: gates z, r and r * hd_prev
-                    const GruGates<T> zr = gru_unit_gates(p.recurrent_activation, pre(0), pre(1));
+                    gt[2 * H + j] = g.g;
+                    r.rh[j] = rh;
+                    o[j] = g.h;
+                    hn[j] = g.h;
+                    r.hd[j] = g.h * r.rm[j];
+                    r.st[j] = g.h;
+                  }
+                } else {  // GruBefore, phase 1: gates z, r and r * hd_prev
+                  const T* ap = A_op + b * H;
+                  T* q = rhd.get() + b * H;
+#pragma GCC ivdep
+                  for (int l = 0; l < lanes; ++l) {
+                    const index_t j = j0 + l;
+                    const GruGates<T> zr = gru_unit_gates(ract, x[j] + b_in[j] + tl[l],
+                                                          x[H + j] + b_in[H + j] + tl[VL + l]);
                     gt[j] = zr.z;
                     gt[H + j] = zr.r;
-                    rhd[e] = zr.r * A[e];
+                    q[j] = zr.r * ap[j];
                   }
                 }
+                if (R != Recipe::GruBefore && mrow && !mrow[b]) keep_row(b, j0, lanes, r);
               }
             });
       }
@@ -320,18 +380,27 @@ void forward_impl(const ForwardParams<T>& p) {
               B, rhd.get(), H, panel_h.get() + u * H * VL, H, tile, [&](index_t b0, int rows) {
                 for (int m = 0; m < rows; ++m) {
                   const index_t b = b0 + m;
-                  const bool keep = mrow && !mrow[b];
+                  const T* x = xps + b * GH;
+                  const T* tl = tile + m * VL;
                   T* gt = gates + b * GH;
+                  const T* hp = h_prev + b * H;
+                  const T* q = rhd.get() + b * H;
+                  T* o = out + b * H;
+                  T* hn = h_next + b * H;
+                  const Rows r = rows_of(b);
+#pragma GCC ivdep
                   for (int l = 0; l < lanes; ++l) {
-                    const index_t j = j0 + l, e = b * H + j;
-                    const T xh = xps[b * GH + 2 * H + j] + (b_in ? b_in[2 * H + j] : T(0));
-                    const T rh = tile[m * VL + l];
-                    const GruOut<T> o =
-                        gru_unit_output(p.activation, false, gt[j], gt[H + j], xh, rh, h_prev[e]);
-                    gt[2 * H + j] = o.g;
-                    if (training) p.workspace[ws.rh + s * B * H + e] = rhd[e];
-                    finish(b, j, keep, o.h);
+                    const index_t j = j0 + l;
+                    const GruOut<T> g = gru_unit_output(
+                        act, false, gt[j], gt[H + j], x[2 * H + j] + b_in[2 * H + j], tl[l], hp[j]);
+                    gt[2 * H + j] = g.g;
+                    r.rh[j] = q[j];
+                    o[j] = g.h;
+                    hn[j] = g.h;
+                    r.hd[j] = g.h * r.rm[j];
+                    r.st[j] = g.h;
                   }
+                  if (mrow && !mrow[b]) keep_row(b, j0, lanes, r);
                 }
               });
         }
@@ -340,15 +409,14 @@ void forward_impl(const ForwardParams<T>& p) {
       cur = 1 - cur;
     }
   }
-  const T* h_fin = hbuf.get() + (Tn % 2) * B * H;
-  std::memcpy(p.h_last, h_fin, sizeof(T) * B * H);
+  std::memcpy(p.h_last, hbuf.get() + (Tn % 2) * BH, sizeof(T) * BH);
   if constexpr (R == Recipe::LSTM)
-    std::memcpy(p.c_last, cbuf.get() + (Tn % 2) * B * H, sizeof(T) * B * H);
+    std::memcpy(p.c_last, cbuf.get() + (Tn % 2) * BH, sizeof(T) * BH);
 }
 
 // ---- backward ---------------------------------------------------------------
-template <typename T, Recipe R>
-void backward_impl(const BackwardParams<T>& p) {
+template <typename T, Recipe R, typename A, typename RA>
+void backward_impl(const BackwardParams<T>& p, A act, RA ract) {
   constexpr int VL = Simd<T>::VL;
   constexpr int G = R == Recipe::LSTM ? 4 : (R == Recipe::SimpleRNN ? 1 : 3);
   const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T, I = p.I, BH = B * H;
@@ -356,6 +424,9 @@ void backward_impl(const BackwardParams<T>& p) {
   const WorkspaceLayout ws = workspace_layout(p);
   const T* W = p.workspace;
   const T* rmask = p.recurrent_dropout_mask;
+  Scratch<T> scratch(std::max(BH, (index_t)1), 0, 0, 0);
+  const T* zeros = scratch.zeros.get();
+  const T* rm_all = rmask ? rmask : scratch.ones.get();  // (B, H)
 
   // Gate pre-activation gradients by input time row (t*B + b): dG_in feeds the
   // input side (dkernel, dx, input bias); dG_rec the recurrent side, which only
@@ -385,9 +456,11 @@ void backward_impl(const BackwardParams<T>& p) {
   if constexpr (R == Recipe::GruBefore) d_rhd = alloc<T>(BH);
 
   auto state_at = [&](index_t s) -> const T* {  // h after processing step s (s = -1: h0)
-    return s >= 0 ? W + ws.states + s * BH : p.h0;
+    return s >= 0 ? W + ws.states + s * BH : (p.h0 ? p.h0 : zeros);
   };
-  auto cell_at = [&](index_t s) -> const T* { return s >= 0 ? W + ws.cell + s * BH : p.c0; };
+  auto cell_at = [&](index_t s) -> const T* {
+    return s >= 0 ? W + ws.cell + s * BH : (p.c0 ? p.c0 : zeros);
+  };
 
   const int nt = step_threads(p, nblk);
 #pragma omp parallel num_threads(nt) if (nt > 1)
@@ -400,58 +473,72 @@ void backward_impl(const BackwardParams<T>& p) {
       const index_t t = time_of(p, s);
       const T* h_prev = state_at(s - 1);
       const T* gates = W + ws.gates + s * B * GH;
-      const T* dout = p.d_outputs ? p.d_outputs + s * BH : nullptr;
+      const T* dout = p.d_outputs ? p.d_outputs + s * BH : zeros;
       const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
       T* dgi = dg_in.get() + t * B * GH;
       T* dgr = dg_rec + t * B * GH;
 
-      // (a) pointwise: gate gradients of own units; dh holds the direct part of dh_prev.
+      // (a) pointwise: gate gradients of own units; dh keeps the direct part of dh_prev.
       for (index_t b = 0; b < B; ++b) {
-        const bool keep = mrow && !mrow[b];
-        for (index_t j = j_begin; j < j_end; ++j) {
-          const index_t e = b * H + j;
-          const T dy = (dout ? dout[e] : T(0)) + carry[e];
-          if (keep) {  // output repeats the previous one; states carry over
-            carry[e] = s > 0 ? dy : T(0);
-            for (int g = 0; g < G; ++g) dgi[b * GH + g * H + j] = dgr[b * GH + g * H + j] = T(0);
-            continue;
+        const index_t e0 = b * H;
+        T* dgi_b = dgi + b * GH;
+        T* dgr_b = dgr + b * GH;
+        if (mrow && !mrow[b]) {  // output repeats the previous one; states carry over
+          for (index_t j = j_begin; j < j_end; ++j) {
+            carry[e0 + j] = s > 0 ? dout[e0 + j] + carry[e0 + j] : T(0);
+            for (int g = 0; g < G; ++g) dgi_b[g * H + j] = dgr_b[g * H + j] = T(0);
           }
-          carry[e] = T(0);
-          const T dh_new = dh[e] + dy;
-          const T hp = h_prev ? h_prev[e] : T(0);
-          const T* gt = gates + b * GH;
-          if constexpr (R == Recipe::SimpleRNN) {
-            dgi[b * GH + j] = simple_rnn_unit_backward(p.activation, gt[j], dh_new);
-            dh[e] = T(0);
-          } else if constexpr (R == Recipe::LSTM) {
-            const T* cp = cell_at(s - 1);
-            const LstmUnitGrad<T> d = lstm_unit_backward(
-                p.activation, p.recurrent_activation, gt[j], gt[H + j], gt[2 * H + j],
-                gt[3 * H + j], W[ws.act_cell + s * BH + e], cp ? cp[e] : T(0), dh_new, dc[e]);
-            T* o = dgi + b * GH;
-            o[j] = d.di_pre;
-            o[H + j] = d.df_pre;
-            o[2 * H + j] = d.dg_pre;
-            o[3 * H + j] = d.do_pre;
-            dc[e] = d.dc_prev;
-            dh[e] = T(0);
-          } else {
-            const bool after = R == Recipe::GruAfter;
-            const T rh = W[ws.rh + s * BH + e];
-            const GruUnitGrad<T> d =
-                gru_unit_backward(p.activation, p.recurrent_activation, after, gt[j], gt[H + j],
-                                  gt[2 * H + j], rh, hp, dh_new);
-            T* o = dgi + b * GH;
-            o[j] = d.dz_pre;
-            o[H + j] = d.dr_pre;  // reset_after=False: filled in after the h product
-            o[2 * H + j] = d.dg_pre;
-            if constexpr (R == Recipe::GruAfter) {
-              T* q = dgr + b * GH;
-              q[j] = d.dz_pre;
-              q[H + j] = d.dr_pre;
-              q[2 * H + j] = d.drh;
+          continue;
+        }
+        const T* gt = gates + b * GH;
+        const T* hp = h_prev + e0;
+        T* dh_b = dh.get() + e0;
+        T* carry_b = carry.get() + e0;
+        const T* dout_b = dout + e0;
+        if constexpr (R == Recipe::SimpleRNN) {
+#pragma GCC ivdep
+          for (index_t j = j_begin; j < j_end; ++j) {
+            const T dh_new = dh_b[j] + dout_b[j] + carry_b[j];
+            carry_b[j] = T(0);
+            dgi_b[j] = simple_rnn_unit_backward(act, gt[j], dh_new);
+            dh_b[j] = T(0);
+          }
+        } else if constexpr (R == Recipe::LSTM) {
+          const T* cp = cell_at(s - 1) + e0;
+          const T* ac = W + ws.act_cell + s * BH + e0;
+          T* dc_b = dc.get() + e0;
+#pragma GCC ivdep
+          for (index_t j = j_begin; j < j_end; ++j) {
+            const T dh_new = dh_b[j] + dout_b[j] + carry_b[j];
+            carry_b[j] = T(0);
+            const LstmUnitGrad<T> d =
+                lstm_unit_backward(act, ract, gt[j], gt[H + j], gt[2 * H + j], gt[3 * H + j], ac[j],
+                                   cp[j], dh_new, dc_b[j]);
+            dgi_b[j] = d.di_pre;
+            dgi_b[H + j] = d.df_pre;
+            dgi_b[2 * H + j] = d.dg_pre;
+            dgi_b[3 * H + j] = d.do_pre;
+            dc_b[j] = d.dc_prev;
+            dh_b[j] = T(0);
+          }
+        } else {
+          constexpr bool after = R == Recipe::GruAfter;
+          const T* rh = W + ws.rh + s * BH + e0;
+#pragma GCC ivdep
+          for (index_t j = j_begin; j < j_end; ++j) {
+            const T dh_new = dh_b[j] + dout_b[j] + carry_b[j];
+            carry_b[j] = T(0);
+            const GruUnitGrad<T> d = gru_unit_backward(act, ract, after, gt[j], gt[H + j],
+                                                       gt[2 * H + j], rh[j], hp[j], dh_new);
+            dgi_b[j] = d.dz_pre;
+            dgi_b[H + j] = d.dr_pre;  // reset_after=False: filled in after the h product
+            dgi_b[2 * H + j] = d.dg_pre;
+            if constexpr (after) {
+              dgr_b[j] = d.dz_pre;
+              dgr_b[H + j] = d.dr_pre;
+              dgr_b[2 * H + j] = d.drh;
             }
-            dh[e] = d.dh_prev;
+            dh_b[j] = d.dh_prev;
           }
         }
       }
@@ -464,15 +551,18 @@ void backward_impl(const BackwardParams<T>& p) {
           for_row_blocks<T, 1>(
               B, dgi + 2 * H, GH, rt_h.get() + u * H * VL, H, tile, [&](index_t b0, int rows) {
                 for (int m = 0; m < rows; ++m) {
-                  const index_t b = b0 + m;
-                  const bool keep = mrow && !mrow[b];
+                  const index_t b = b0 + m, e0 = b * H;
+                  const bool masked = mrow && !mrow[b];
+                  const T* gt = gates + b * GH;
+                  T* dgi_b = dgi + b * GH;
+#pragma GCC ivdep
                   for (int l = 0; l < lanes; ++l) {
-                    const index_t j = j0 + l, e = b * H + j;
-                    const T hd = (h_prev ? h_prev[e] : T(0)) * (rmask ? rmask[e] : T(1));
-                    const GruResetGrad<T> d = gru_unit_reset_backward(
-                        p.recurrent_activation, gates[b * GH + H + j], hd, tile[m * VL + l]);
-                    dgi[b * GH + H + j] = keep ? T(0) : d.dr_pre;
-                    d_rhd[e] = keep ? T(0) : d.dhd;
+                    const index_t j = j0 + l;
+                    const T hd = h_prev[e0 + j] * rm_all[e0 + j];
+                    const GruResetGrad<T> d =
+                        gru_unit_reset_backward(ract, gt[H + j], hd, tile[m * VL + l]);
+                    dgi_b[H + j] = masked ? T(0) : d.dr_pre;
+                    d_rhd[e0 + j] = masked ? T(0) : d.dhd;
                   }
                 }
               });
@@ -485,20 +575,19 @@ void backward_impl(const BackwardParams<T>& p) {
         const int lanes = (int)std::min<index_t>(VL, H - j0);
         for_row_blocks<T, 1>(B, dgr, GH, rt.get() + u * KR * H * VL, KR * H, tile,
                              [&](index_t b0, int rows) {
-                               for (int m = 0; m < rows; ++m)
-                                 for (int l = 0; l < lanes; ++l) {
-                                   const index_t e = (b0 + m) * H + j0 + l;
-                                   T rec = tile[m * VL + l];
-                                   if constexpr (R == Recipe::GruBefore) rec += d_rhd[e];
-                                   dh[e] += rmask ? rec * rmask[e] : rec;
-                                 }
+                               for (int m = 0; m < rows; ++m) {
+                                 const index_t e0 = (b0 + m) * H + j0;
+                                 const T* extra = R == Recipe::GruBefore ? d_rhd.get() + e0 : zeros;
+#pragma GCC ivdep
+                                 for (int l = 0; l < lanes; ++l)
+                                   dh[e0 + l] += (tile[m * VL + l] + extra[l]) * rm_all[e0 + l];
+                               }
                              });
       }
     }
   }
-  for (index_t e = 0; e < BH; ++e) p.dh0[e] = dh[e];
-  if constexpr (R == Recipe::LSTM)
-    for (index_t e = 0; e < BH; ++e) p.dc0[e] = dc[e];
+  std::memcpy(p.dh0, dh.get(), sizeof(T) * BH);
+  if constexpr (R == Recipe::LSTM) std::memcpy(p.dc0, dc.get(), sizeof(T) * BH);
 
   // (c) weight gradients and dx as large products over all steps (rows t*B + b).
   const int nth = p.num_threads;
@@ -506,15 +595,14 @@ void backward_impl(const BackwardParams<T>& p) {
   for (index_t s = 0; s < Tn; ++s) {
     const T* hp = state_at(s - 1);
     T* dst = hd_all.get() + time_of(p, s) * BH;
-    for (index_t e = 0; e < BH; ++e) dst[e] = (hp ? hp[e] : T(0)) * (rmask ? rmask[e] : T(1));
+    for (index_t e = 0; e < BH; ++e) dst[e] = hp[e] * rm_all[e];
   }
   if constexpr (R == Recipe::GruBefore) {
     parallel_gemm(true, false, H, 2 * H, Tn * B, hd_all.get(), H, dg_in.get(), GH,
                   p.drecurrent_kernel, GH, nth);
-    Buffer<T> rhd_all = alloc<T>(Tn * BH);  // r * hd_prev, saved by forward per step
-    for (index_t s = 0; s < Tn; ++s)
-      std::memcpy(rhd_all.get() + time_of(p, s) * BH, W + ws.rh + s * BH, sizeof(T) * BH);
-    parallel_gemm(true, false, H, H, Tn * B, rhd_all.get(), H, dg_in.get() + 2 * H, GH,
+    for (index_t s = 0; s < Tn; ++s)  // reuse hd_all for r * hd_prev, saved by forward
+      std::memcpy(hd_all.get() + time_of(p, s) * BH, W + ws.rh + s * BH, sizeof(T) * BH);
+    parallel_gemm(true, false, H, H, Tn * B, hd_all.get(), H, dg_in.get() + 2 * H, GH,
                   p.drecurrent_kernel + 2 * H, GH, nth);
   } else {
     parallel_gemm(true, false, H, GH, Tn * B, hd_all.get(), H, dg_rec, GH, p.drecurrent_kernel, GH,
@@ -539,17 +627,35 @@ void backward_impl(const BackwardParams<T>& p) {
 }
 
 // ---- entry points -------------------------------------------------------------
+// The common activations (tanh, sigmoid) run loops compiled for them; any
+// other choice runs the same loops with a run-time switch per element.
+template <typename T, Recipe R>
+void forward_recipe(const ForwardParams<T>& p) {
+  if (p.activation == Activation::Tanh && p.recurrent_activation == Activation::Sigmoid)
+    forward_impl<T, R>(p, Fixed<Activation::Tanh>{}, Fixed<Activation::Sigmoid>{});
+  else
+    forward_impl<T, R>(p, p.activation, p.recurrent_activation);
+}
+
+template <typename T, Recipe R>
+void backward_recipe(const BackwardParams<T>& p) {
+  if (p.activation == Activation::Tanh && p.recurrent_activation == Activation::Sigmoid)
+    backward_impl<T, R>(p, Fixed<Activation::Tanh>{}, Fixed<Activation::Sigmoid>{});
+  else
+    backward_impl<T, R>(p, p.activation, p.recurrent_activation);
+}
+
 template <typename T>
 void forward(const ForwardParams<T>& p) {
   switch (recipe_of(p)) {
     case Recipe::SimpleRNN:
-      return forward_impl<T, Recipe::SimpleRNN>(p);
+      return forward_recipe<T, Recipe::SimpleRNN>(p);
     case Recipe::LSTM:
-      return forward_impl<T, Recipe::LSTM>(p);
+      return forward_recipe<T, Recipe::LSTM>(p);
     case Recipe::GruAfter:
-      return forward_impl<T, Recipe::GruAfter>(p);
+      return forward_recipe<T, Recipe::GruAfter>(p);
     case Recipe::GruBefore:
-      return forward_impl<T, Recipe::GruBefore>(p);
+      return forward_recipe<T, Recipe::GruBefore>(p);
   }
 }
 
@@ -557,13 +663,13 @@ template <typename T>
 void backward(const BackwardParams<T>& p) {
   switch (recipe_of(p)) {
     case Recipe::SimpleRNN:
-      return backward_impl<T, Recipe::SimpleRNN>(p);
+      return backward_recipe<T, Recipe::SimpleRNN>(p);
     case Recipe::LSTM:
-      return backward_impl<T, Recipe::LSTM>(p);
+      return backward_recipe<T, Recipe::LSTM>(p);
     case Recipe::GruAfter:
-      return backward_impl<T, Recipe::GruAfter>(p);
+      return backward_recipe<T, Recipe::GruAfter>(p);
     case Recipe::GruBefore:
-      return backward_impl<T, Recipe::GruBefore>(p);
+      return backward_recipe<T, Recipe::GruBefore>(p);
   }
 }
 

@@ -4,7 +4,8 @@
 // Symbols follow python/fastrnn/reference.py. Pre-activations end in _pre;
 // backward functions take the values forward saved (post-activation) and return
 // gradients of the pre-activations. `dh`/`dc` are the total gradients reaching
-// this step's new state.
+// this step's new state. Activations are `Activation` (run time) or
+// `Fixed<K>` (compile time) values.
 #pragma once
 
 #include "fastrnn/activations.h"
@@ -13,14 +14,14 @@
 namespace fastrnn {
 
 // ---- SimpleRNN: h = act(x_pre + r_pre) ------------------------------------
-template <typename T>
-FASTRNN_HD T simple_rnn_unit_forward(Activation act, T pre) {
+template <typename T, typename A>
+FASTRNN_HD T simple_rnn_unit_forward(A act, T pre) {
   return activate(act, pre);
 }
 
 // Returns d pre given the saved h.
-template <typename T>
-FASTRNN_HD T simple_rnn_unit_backward(Activation act, T h, T dh) {
+template <typename T, typename A>
+FASTRNN_HD T simple_rnn_unit_backward(A act, T h, T dh) {
   return dh * activate_grad(act, h);
 }
 
@@ -31,9 +32,9 @@ struct LstmUnit {
   T c, ac, h;    // new cell state, act(c), new hidden state
 };
 
-template <typename T>
-FASTRNN_HD LstmUnit<T> lstm_unit_forward(Activation act, Activation ract, T i_pre, T f_pre, T g_pre,
-                                         T o_pre, T c_prev) {
+template <typename T, typename A, typename RA>
+FASTRNN_HD LstmUnit<T> lstm_unit_forward(A act, RA ract, T i_pre, T f_pre, T g_pre, T o_pre,
+                                         T c_prev) {
   LstmUnit<T> u;
   u.i = activate(ract, i_pre);     // (1) i = ra(i_pre)
   u.f = activate(ract, f_pre);     // (2) f = ra(f_pre)
@@ -51,9 +52,9 @@ struct LstmUnitGrad {
   T dc_prev;  // gradient to c_prev through (5)
 };
 
-template <typename T>
-FASTRNN_HD LstmUnitGrad<T> lstm_unit_backward(Activation act, Activation ract, T i, T f, T g, T o,
-                                              T ac, T c_prev, T dh, T dc) {
+template <typename T, typename A, typename RA>
+FASTRNN_HD LstmUnitGrad<T> lstm_unit_backward(A act, RA ract, T i, T f, T g, T o, T ac, T c_prev,
+                                              T dh, T dc) {
   LstmUnitGrad<T> d;
   const T d_o = dh * ac;                                    // from (7)
   const T dc_total = dc + dh * o * activate_grad(act, ac);  // (7), (6)
@@ -74,8 +75,8 @@ struct GruGates {
   T z, r;
 };
 
-template <typename T>
-FASTRNN_HD GruGates<T> gru_unit_gates(Activation ract, T z_pre, T r_pre) {
+template <typename T, typename RA>
+FASTRNN_HD GruGates<T> gru_unit_gates(RA ract, T z_pre, T r_pre) {
   return GruGates<T>{activate(ract, z_pre), activate(ract, r_pre)};
 }
 
@@ -84,9 +85,8 @@ struct GruOut {
   T g, h;
 };
 
-template <typename T>
-FASTRNN_HD GruOut<T> gru_unit_output(Activation act, bool reset_after, T z, T r, T xh, T rh,
-                                     T h_prev) {
+template <typename T, typename A>
+FASTRNN_HD GruOut<T> gru_unit_output(A act, bool reset_after, T z, T r, T xh, T rh, T h_prev) {
   GruOut<T> o;
   o.g = activate(act, reset_after ? xh + r * rh : xh + rh);
   o.h = z * h_prev + (T(1) - z) * o.g;
@@ -101,9 +101,9 @@ struct GruUnitGrad {
   T dh_prev;         // direct part through h = z*h_prev + ...
 };
 
-template <typename T>
-FASTRNN_HD GruUnitGrad<T> gru_unit_backward(Activation act, Activation ract, bool reset_after, T z,
-                                            T r, T g, T rh, T h_prev, T dh) {
+template <typename T, typename A, typename RA>
+FASTRNN_HD GruUnitGrad<T> gru_unit_backward(A act, RA ract, bool reset_after, T z, T r, T g, T rh,
+                                            T h_prev, T dh) {
   GruUnitGrad<T> d;
   const T dg = dh * (T(1) - z);
   d.dz_pre = dh * (h_prev - g) * activate_grad(ract, z);
@@ -126,8 +126,8 @@ struct GruResetGrad {
   T dr_pre, dhd;
 };
 
-template <typename T>
-FASTRNN_HD GruResetGrad<T> gru_unit_reset_backward(Activation ract, T r, T hd_prev, T d_rhd) {
+template <typename T, typename RA>
+FASTRNN_HD GruResetGrad<T> gru_unit_reset_backward(RA ract, T r, T hd_prev, T d_rhd) {
   return GruResetGrad<T>{d_rhd * hd_prev * activate_grad(ract, r), d_rhd * r};
 }
 
