@@ -1,0 +1,138 @@
+"""The CUDA module's build and dispatch, checked without a GPU.
+
+* With ``FASTRNN_EXPECT_CUDA=1`` (CI sets it where nvcc exists) ``fastrnn._cuda`` must import: a
+  build that silently dropped the CUDA module fails here instead of skipping every GPU test.
+* The dispatch tells "not built" from "built, but no usable GPU / CuPy", and refuses a call that
+  mixes host and device arrays with ``TypeError``, whichever side ``x`` is on.
+* The binding's argument checks that run before any CUDA call (type, dtype, contiguity) are
+  reached with stand-in ``__cuda_array_interface__`` objects.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import numpy as np
+import pytest
+from fastrnn import _backend, _cpu, ops
+
+
+def _cuda_module():
+    try:
+        return importlib.import_module("fastrnn._cuda")
+    except ImportError:
+        return None
+
+
+class FakeDeviceArray:
+    """Exports ``__cuda_array_interface__`` without any device memory behind it."""
+
+    def __init__(self, shape, typestr="<f4", strides=None, ptr=0):
+        self.shape = tuple(shape)
+        self.ndim = len(self.shape)
+        self.dtype = np.dtype(typestr)
+        self.__cuda_array_interface__ = {
+            "shape": self.shape,
+            "typestr": typestr,
+            "data": (ptr, False),
+            "strides": strides,
+            "version": 3,
+        }
+
+
+def test_cuda_module_built_when_expected():
+    if os.environ.get("FASTRNN_EXPECT_CUDA") != "1":
+        pytest.skip("FASTRNN_EXPECT_CUDA is not 1 (no CUDA compiler expected at build time)")
+    import fastrnn._cuda as m  # noqa: F401 (the import is the test)
+
+    for name in ("forward", "backward", "workspace_size", "forward_scratch_size", "device_count"):
+        assert hasattr(m, name), f"fastrnn._cuda lacks {name}"
+
+
+def test_device_count_never_raises():
+    m = _cuda_module()
+    if m is None:
+        pytest.skip("fastrnn._cuda not built")
+    assert m.device_count() >= 0
+    assert isinstance(m.device_status(), str)
+
+
+@pytest.mark.parametrize(
+    "cell,reset_after", [("simple_rnn", False), ("lstm", False), ("gru", True), ("gru", False)]
+)
+def test_workspace_size_matches_cpu(cell, reset_after):
+    m = _cuda_module()
+    if m is None:
+        pytest.skip("fastrnn._cuda not built")
+    for T, B, H in [(0, 3, 5), (7, 5, 17), (1, 1, 1)]:
+        assert m.workspace_size(cell, T, B, H, reset_after) == _cpu.workspace_size(
+            cell, T, B, H, reset_after
+        )
+        assert m.forward_scratch_size(cell, T, B, 33, H, reset_after) >= 0
+        assert m.backward_scratch_size(cell, T, B, 33, H, reset_after) >= 0
+
+
+def test_device_array_without_backend_is_a_clear_error():
+    if _backend.cuda_available():
+        pytest.skip("the CUDA backend is usable here (see test_cuda_parity.py)")
+    x = FakeDeviceArray((3, 2, 4))
+    expected = (
+        _backend.CudaNotBuiltError if _cuda_module() is None else _backend.CudaUnavailableError
+    )
+    with pytest.raises(expected, match="fastrnn._cuda|CUDA module") as info:
+        ops.simple_rnn_forward(x, np.zeros((4, 5), np.float32), np.zeros((5, 5), np.float32))
+    if _cuda_module() is None:
+        assert "not built" in str(info.value)
+    else:
+        assert "is built but" in str(info.value)
+
+
+@pytest.mark.parametrize("which", ["kernel", "recurrent_kernel", "bias", "h0", "mask"])
+def test_numpy_x_with_a_device_array_is_a_type_error(which):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 2, 4)).astype(np.float32)
+    args = {
+        "kernel": rng.standard_normal((4, 5)).astype(np.float32),
+        "recurrent_kernel": rng.standard_normal((5, 5)).astype(np.float32),
+        "bias": np.zeros(5, np.float32),
+        "initial_state": [np.zeros((2, 5), np.float32)],
+        "mask": np.ones((3, 2), bool),
+    }
+    fake = {
+        "kernel": FakeDeviceArray((4, 5)),
+        "recurrent_kernel": FakeDeviceArray((5, 5)),
+        "bias": FakeDeviceArray((5,)),
+        "h0": [FakeDeviceArray((2, 5))],
+        "mask": FakeDeviceArray((3, 2), "|b1"),
+    }[which]
+    args["initial_state" if which == "h0" else which] = fake
+    with pytest.raises(TypeError, match="mixing NumPy and CuPy"):
+        ops.simple_rnn_forward(x, **args)
+
+
+def _raw_forward_checks():
+    """(id, x, exception, pattern) for checks the binding makes before touching the device."""
+    return [
+        ("numpy-x", np.zeros((3, 2, 4), np.float32), TypeError, "x must be a CUDA device array"),
+        ("int-x", FakeDeviceArray((3, 2, 4), "<i4"), TypeError, "float32 or float64"),
+        (
+            "strided-x",
+            FakeDeviceArray((3, 2, 4), "<f4", strides=(64, 32, 8)),
+            ValueError,
+            "x must be C-contiguous",
+        ),
+        ("2d-x", FakeDeviceArray((3, 2), "<f4"), ValueError, "x must be 3-D"),
+    ]
+
+
+@pytest.mark.parametrize("case", _raw_forward_checks(), ids=lambda c: c[0])
+def test_raw_binding_checks_without_gpu(case):
+    m = _cuda_module()
+    if m is None:
+        pytest.skip("fastrnn._cuda not built")
+    _, x, exc, pattern = case
+    k, r = FakeDeviceArray((4, 5)), FakeDeviceArray((5, 5))
+    out, h = FakeDeviceArray((3, 2, 5)), FakeDeviceArray((2, 5))
+    with pytest.raises(exc, match=pattern):
+        m.forward("simple_rnn", x, k, r, outputs=out, h_last=h, scratch=FakeDeviceArray((64,)))
