@@ -28,14 +28,19 @@ template <typename T>
 void parallel_gemm(bool ta, bool tb, index_t M, index_t N, index_t K, const T* A, index_t lda,
                    const T* B, index_t ldb, T* C, index_t ldc, int num_threads) {
   if (M <= 0 || N <= 0) return;
-  constexpr index_t kTileM = 256, kTileN = 512;  // fixed: results independent of threads
-  const index_t tiles_m = (M + kTileM - 1) / kTileM, tiles_n = (N + kTileN - 1) / kTileN;
-  const index_t tiles = tiles_m * tiles_n;
+  // Tiles depend on the shape only, never on the thread count, so results are
+  // bitwise identical for any thread count. Large tiles keep OpenBLAS's packing
+  // cheap; small products are cut finer so that both cores get work.
+  index_t tile_m = 512, tile_n = 1024;
+  auto count = [&] { return ((M + tile_m - 1) / tile_m) * ((N + tile_n - 1) / tile_n); };
+  while (count() < 8 && tile_n > 128) tile_n /= 2;
+  while (count() < 8 && tile_m > 64) tile_m /= 2;
+  const index_t tiles_n = (N + tile_n - 1) / tile_n, tiles = count();
   const int nt = (int)std::min<index_t>(num_threads, tiles);
 #pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
   for (index_t tile = 0; tile < tiles; ++tile) {
-    const index_t i0 = (tile / tiles_n) * kTileM, j0 = (tile % tiles_n) * kTileN;
-    const index_t m = std::min(kTileM, M - i0), n = std::min(kTileN, N - j0);
+    const index_t i0 = (tile / tiles_n) * tile_m, j0 = (tile % tiles_n) * tile_n;
+    const index_t m = std::min(tile_m, M - i0), n = std::min(tile_n, N - j0);
     if (K == 0) {
       for (index_t i = 0; i < m; ++i)
         for (index_t j = 0; j < n; ++j) C[(i0 + i) * ldc + j0 + j] = T(0);
