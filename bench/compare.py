@@ -1,9 +1,11 @@
 """Times fastrnn's fused CPU kernels against PyTorch's nn.RNN / nn.LSTM / nn.GRU on CPU.
 
-Both run in this process, float32, with the same thread count, interleaved call by call; each
-row reports the median of its samples after a warm-up. Before a shape/cell is timed, the two
-are checked to compute the same thing (same weights, mapped to PyTorch's layout): outputs, final
-states and, where fwd+bwd is timed, every gradient; a mismatch aborts the run.
+Both run in this process, float32, with the same thread count, interleaved call by call (with a
+short pause before each sample so that neither is timed against the other's spinning OpenMP
+threads); each row reports the median of its samples after a warm-up. Before a shape/cell is
+timed, the two are checked to compute the same thing (same weights, mapped to PyTorch's
+layout): outputs, final states and, where fwd+bwd is timed, every gradient; a mismatch aborts
+the run.
 
 Flops: ``2*T*B*G*H*(I+H)`` per forward and twice that per backward. GFLOP/s are set against the
 machine's float32 GEMM peak measured in the same run (the best of NumPy's and PyTorch's 2048^3
@@ -251,8 +253,12 @@ class Timing:
         self.warmup = 1 if quick else 3
         self.budget_s = 0.3 if quick else 10.0
         self.min_samples = 3 if quick else 9
-        self.max_samples = 15 if quick else 300
+        self.max_samples = 15 if quick else 100
         self.min_sample_s = 1e-3  # calls shorter than this are repeated inside one sample
+        # fastrnn and torch each bring an OpenMP runtime whose idle threads spin for a few ms
+        # after a call; on 2 cores they would steal the other's cores. Each sample starts
+        # after this pause, so neither is timed against the other's spinning threads.
+        self.settle_s = 0.002 if quick else 0.01
 
 
 def time_interleaved(fns: list, plan: Timing) -> tuple:
@@ -280,6 +286,7 @@ def time_interleaved(fns: list, plan: Timing) -> tuple:
         for r in range(rounds):
             for i in order if r % 2 == 0 else order[::-1]:
                 fn, number = fns[i], numbers[i]
+                time.sleep(plan.settle_s)
                 t0 = time.perf_counter()
                 for _ in range(number):
                     fn()

@@ -25,8 +25,10 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <new>
 
 #include "blas.h"
 #include "fastrnn/cell_math.h"
@@ -54,12 +56,22 @@ constexpr int max_rows() {
   return mb < 1 ? 1 : (mb > 8 ? 8 : mb);
 }
 
+// Heap buffers aligned to 64 bytes: the packed weight panels are read one
+// 64-byte vector at a time, and a vector that straddles two cache lines costs
+// two loads. Allocation failure throws std::bad_alloc (MemoryError in Python).
+struct FreeDeleter {
+  void operator()(void* ptr) const { std::free(ptr); }
+};
+
 template <typename T>
-using Buffer = std::unique_ptr<T[]>;
+using Buffer = std::unique_ptr<T[], FreeDeleter>;
 
 template <typename T>
 Buffer<T> alloc(index_t n) {
-  return Buffer<T>(new T[n > 0 ? n : 1]);
+  const size_t bytes = (static_cast<size_t>(std::max<index_t>(n, 1)) * sizeof(T) + 63) / 64 * 64;
+  void* ptr = std::aligned_alloc(64, bytes);
+  if (!ptr) throw std::bad_alloc();
+  return Buffer<T>(static_cast<T*>(ptr));
 }
 
 // ---- packing ---------------------------------------------------------------
