@@ -258,7 +258,7 @@ class Timing:
         # fastrnn and torch each bring an OpenMP runtime whose idle threads spin for a few ms
         # after a call; on 2 cores they would steal the other's cores. Each sample starts
         # after this pause, so neither is timed against the other's spinning threads.
-        self.settle_s = 0.002 if quick else 0.01
+        self.settle_s = 0.002  # longer idle lets this VM clock down: both sides slow down
 
 
 def time_interleaved(fns: list, plan: Timing) -> tuple:
