@@ -16,30 +16,16 @@
 #include "array_checks.h"
 #include "fastrnn/params.h"
 #include "fastrnn/workspace.h"
+#include "names.h"
 
 namespace py = pybind11;
 using namespace fastrnn;
 using bindings::check_array;
+using bindings::parse_activation;
+using bindings::parse_cell;
 using bindings::value_error;
 
 namespace {
-
-CellKind parse_cell(const std::string& name) {
-  if (name == "simple_rnn") return CellKind::SimpleRNN;
-  if (name == "lstm") return CellKind::LSTM;
-  if (name == "gru") return CellKind::GRU;
-  value_error("cell must be one of 'simple_rnn', 'lstm', 'gru', got '" + name + "'");
-}
-
-Activation parse_activation(const std::string& name, const char* arg) {
-  if (name == "tanh") return Activation::Tanh;
-  if (name == "relu") return Activation::Relu;
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "hard_sigmoid") return Activation::HardSigmoid;
-  if (name == "linear") return Activation::Linear;
-  value_error(std::string(arg) + " must be one of 'tanh', 'relu', 'sigmoid', 'hard_sigmoid', " +
-              "'linear', got '" + name + "'");
-}
 
 // Everything the forward and backward calls share, validated once.
 struct Inputs {

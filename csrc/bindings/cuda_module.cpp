@@ -20,9 +20,12 @@
 #include "array_checks.h"
 #include "fastrnn/params.h"
 #include "fastrnn/workspace.h"
+#include "names.h"
 
 namespace py = pybind11;
 using namespace fastrnn;
+using bindings::parse_activation;
+using bindings::parse_cell;
 using bindings::shape_str;
 using bindings::value_error;
 using cuda::backward_scratch;
@@ -30,23 +33,6 @@ using cuda::CallFlags;
 using cuda::forward_scratch;
 
 namespace {
-
-CellKind parse_cell(const std::string& name) {
-  if (name == "simple_rnn") return CellKind::SimpleRNN;
-  if (name == "lstm") return CellKind::LSTM;
-  if (name == "gru") return CellKind::GRU;
-  value_error("cell must be one of 'simple_rnn', 'lstm', 'gru', got '" + name + "'");
-}
-
-Activation parse_activation(const std::string& name, const char* arg) {
-  if (name == "tanh") return Activation::Tanh;
-  if (name == "relu") return Activation::Relu;
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "hard_sigmoid") return Activation::HardSigmoid;
-  if (name == "linear") return Activation::Linear;
-  value_error(std::string(arg) + " must be one of 'tanh', 'relu', 'sigmoid', 'hard_sigmoid', " +
-              "'linear', got '" + name + "'");
-}
 
 enum class DType { F32, F64, Bool };
 
