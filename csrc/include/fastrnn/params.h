@@ -16,7 +16,7 @@ namespace fastrnn {
 
 enum class CellKind : int { SimpleRNN = 0, LSTM = 1, GRU = 2 };
 
-inline int gate_count(CellKind cell) {
+static inline int gate_count(CellKind cell) {
   return cell == CellKind::LSTM ? 4 : (cell == CellKind::GRU ? 3 : 1);
 }
 

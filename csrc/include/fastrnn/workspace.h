@@ -19,7 +19,8 @@ struct WorkspaceLayout {
   index_t size = 0;                                               // total elements
 };
 
-inline WorkspaceLayout workspace_layout(const CellConfig& c) {
+// static: each per-ISA translation unit keeps its own copy (see config.h).
+static inline WorkspaceLayout workspace_layout(const CellConfig& c) {
   const index_t tbh = c.T * c.B * c.H;
   WorkspaceLayout w;
   w.states = 0;
