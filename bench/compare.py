@@ -479,10 +479,6 @@ def render_markdown(info: dict, peak: dict, rows: list, agreement: float, args) 
 # --------------------------------------------------------------------------------------------
 # GPU (--gpu): fastrnn's CUDA path against PyTorch's cuDNN, on the same device memory.
 
-GPU_HIDDEN = (256, 512, 1024, 2048)  # I = H
-GPU_BATCH = (1, 4, 16, 64, 128)
-GPU_STEPS = (50, 100)
-GPU_QUICK = ((50, 1, 256), (50, 16, 512), (50, 64, 1024), (100, 128, 2048))  # (T, B, H)
 GPU_GEMM_N = 4096
 GPU_DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS_GPU.md")
 
@@ -490,9 +486,11 @@ GPU_DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS_GPU.md")
 def gpu_shapes(quick: bool) -> list:
     """The GPU grid: every (H, B, T) of the issue, input = hidden; ``quick`` keeps a few points."""
     points = (
-        GPU_QUICK
+        shapes.GPU_QUICK
         if quick
-        else [(T, B, H) for H in GPU_HIDDEN for B in GPU_BATCH for T in GPU_STEPS]
+        else [
+            (T, B, H) for H in shapes.GPU_HIDDEN for B in shapes.GPU_BATCH for T in shapes.GPU_STEPS
+        ]
     )
     return [shapes.Shape("gpu", T, B, H, H, (INFERENCE, FWD_BWD)) for T, B, H in points]
 

@@ -75,3 +75,10 @@ def case_flops(case: Case) -> int:
     """Flops of one timed call: the forward, plus twice that for the backward in fwd+bwd."""
     fwd = forward_flops(case.shape, case.cell)
     return fwd if case.mode == INFERENCE else 3 * fwd
+
+
+# The GPU grid (compare.py --gpu, against cuDNN): every (T, B, H) below with I = H.
+GPU_HIDDEN = (256, 512, 1024, 2048)
+GPU_BATCH = (1, 4, 16, 64, 128)
+GPU_STEPS = (50, 100)
+GPU_QUICK = ((50, 1, 256), (50, 16, 512), (50, 64, 1024), (100, 128, 2048))  # (T, B, H)
