@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import fastrnn
 import numpy as np
 import pytest
@@ -52,3 +56,12 @@ def test_isa_selection():
     assert _cpu.get_isa() in isas
     with pytest.raises(ValueError, match="unknown isa"):
         _cpu.set_isa("sse9")
+
+
+@pytest.mark.parametrize("isa", _cpu.available_isas())
+def test_isa_environment_variable_forces_a_path(isa):
+    code = "import fastrnn; print(fastrnn._cpu.get_isa())"
+    env = {**os.environ, "FASTRNN_ISA": isa}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == isa
