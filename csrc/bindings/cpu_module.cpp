@@ -21,7 +21,6 @@
 namespace py = pybind11;
 using namespace fastrnn;
 using bindings::check_array;
-using bindings::parse_activation;
 using bindings::parse_cell;
 using bindings::value_error;
 
@@ -43,13 +42,9 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
                 const py::object& recurrent_dropout_mask, const std::string& activation,
                 const std::string& recurrent_activation, bool reset_after, bool go_backwards) {
   Inputs in;
+  in.cfg =
+      bindings::parse_config(cell, activation, recurrent_activation, reset_after, go_backwards);
   CellConfig& c = in.cfg;
-  c.cell = parse_cell(cell);
-  c.G = gate_count(c.cell);
-  c.activation = parse_activation(activation, "activation");
-  c.recurrent_activation = parse_activation(recurrent_activation, "recurrent_activation");
-  c.reset_after = c.cell == CellKind::GRU && reset_after;
-  c.go_backwards = go_backwards;
   c.num_threads = detail::num_threads();
 
   if (!py::isinstance<py::array>(x))
@@ -65,16 +60,7 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
   in.recurrent_kernel =
       check_array(recurrent_kernel, "recurrent_kernel", in.dtype, {-1, -1}, /*contiguous=*/false);
   c.H = in.recurrent_kernel.shape(0);
-  if (c.H < 1) value_error("recurrent_kernel must have at least one row (units >= 1)");
-  if (c.I < 1) value_error("x must have at least one feature (I >= 1)");
-
-  // Size limits: int64 for every buffer, int32 for each BLAS dimension.
-  const index_t blas_max = std::numeric_limits<int>::max();
-  const index_t GH = bindings::checked_product({c.G, c.H}, "G*H (gates*units)", blas_max);
-  bindings::checked_product({c.T, c.B}, "T*B (steps*batch)", blas_max);
-  bindings::checked_product({c.T, c.B, GH, 4}, "T*B*G*H (workspace)");
-  bindings::checked_product({c.T, c.B, c.I}, "T*B*I (inputs)");
-  bindings::checked_product({c.H, GH}, "H*G*H (recurrent kernel)");
+  const index_t GH = bindings::check_sizes(c);  // before any copy or allocation
   bindings::check_contiguous(in.x, "x");
 
   in.recurrent_kernel = check_array(recurrent_kernel, "recurrent_kernel", in.dtype, {c.H, GH});

@@ -24,7 +24,6 @@
 
 namespace py = pybind11;
 using namespace fastrnn;
-using bindings::parse_activation;
 using bindings::parse_cell;
 using bindings::shape_str;
 using bindings::value_error;
@@ -167,13 +166,9 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
                 const py::object& recurrent_dropout_mask, const std::string& activation,
                 const std::string& recurrent_activation, bool reset_after, bool go_backwards) {
   Inputs in;
+  in.cfg =
+      bindings::parse_config(cell, activation, recurrent_activation, reset_after, go_backwards);
   CellConfig& c = in.cfg;
-  c.cell = parse_cell(cell);
-  c.G = gate_count(c.cell);
-  c.activation = parse_activation(activation, "activation");
-  c.recurrent_activation = parse_activation(recurrent_activation, "recurrent_activation");
-  c.reset_after = c.cell == CellKind::GRU && reset_after;
-  c.go_backwards = go_backwards;
 
   in.dtype = dtype_of(x, "x");
   const DType dt = in.dtype;
@@ -183,17 +178,9 @@ Inputs validate(const std::string& cell, const py::object& x, const py::object& 
   c.I = in.x.shape[2];
   in.recurrent_kernel = check_device_array(recurrent_kernel, "recurrent_kernel", dt, {-1, -1});
   c.H = in.recurrent_kernel.shape[0];
-  if (c.H < 1) value_error("recurrent_kernel must have at least one row (units >= 1)");
-  if (c.I < 1) value_error("x must have at least one feature (I >= 1)");
-
   // Every size product fits int64; grid y extents (B / 16 for the step kernels, G*H / 64 and
   // I / 64 for the products) stay within CUDA's 65535.
-  const index_t GH =
-      bindings::checked_product({c.G, c.H}, "G*H (gates*units)", std::numeric_limits<int>::max());
-  bindings::checked_product({c.T, c.B}, "T*B (steps*batch)", std::numeric_limits<int>::max());
-  bindings::checked_product({c.T, c.B, GH, 4}, "T*B*G*H (workspace)");
-  bindings::checked_product({c.T, c.B, c.I}, "T*B*I (inputs)");
-  bindings::checked_product({c.H, GH}, "H*G*H (recurrent kernel)");
+  const index_t GH = bindings::check_sizes(c);
   if (c.B > (index_t)65535 * cuda::detail::kRows * cuda::detail::kRowGroups)
     value_error("x has too many batch rows for the CUDA kernels (B <= 4194240)");
   if (GH > (index_t)65535 * 64 || c.I > (index_t)65535 * 64)
