@@ -56,17 +56,31 @@ class RNNGradients(NamedTuple):
 class CellSpec:
     """What distinguishes one recurrent cell from another, as a small table.
 
+    Everything above the kernels that depends on the cell (layers, ops, tests, benchmarks) reads
+    it from here instead of testing the cell's name.
+
     Attributes:
-        name: functional name prefix (``simple_rnn``, ``lstm``, ``gru``).
+        name: functional name prefix (``simple_rnn``, ``lstm``, ``gru``): ``ops.<name>_forward``.
         gates: G, the number of gate blocks in the kernel's columns.
         gate_names: gate block order in Keras's layout.
         state_names: names of the recurrent states, in Keras's order.
+        recurrent_activation: whether the cell has a ``recurrent_activation`` (its gates).
+        options: the cell's own keyword options of ``ops.<name>_forward`` (e.g. ``reset_after``).
+        split_bias_option: the boolean option that, when true, gives the bias two rows
+            ``[input bias, recurrent bias]`` (GRU's ``reset_after``); None if there is none.
     """
 
     name: str
     gates: int
     gate_names: tuple
     state_names: tuple
+    recurrent_activation: bool = True
+    options: tuple = ()
+    split_bias_option: str | None = None
+
+    @property
+    def num_states(self) -> int:
+        return len(self.state_names)
 
     def kernel_shape(self, input_dim: int, units: int) -> tuple:
         return (input_dim, self.gates * units)
@@ -74,13 +88,23 @@ class CellSpec:
     def recurrent_kernel_shape(self, units: int) -> tuple:
         return (units, self.gates * units)
 
-    def bias_shape(self, units: int, reset_after: bool = False) -> tuple:
-        if self.name == "gru" and reset_after:
+    def bias_shape(self, units: int, **options) -> tuple:
+        if self.split_bias_option is not None and options.get(self.split_bias_option, False):
             return (2, self.gates * units)
         return (self.gates * units,)
 
+    def forward(self, module):
+        """``module.<name>_forward`` (``module`` is ``fastrnn.ops`` or ``fastrnn.reference``)."""
+        return getattr(module, f"{self.name}_forward")
 
-SIMPLE_RNN = CellSpec("simple_rnn", 1, ("h",), ("h",))
+    def backward(self, module):
+        """``module.<name>_backward``."""
+        return getattr(module, f"{self.name}_backward")
+
+
+SIMPLE_RNN = CellSpec("simple_rnn", 1, ("h",), ("h",), recurrent_activation=False)
 LSTM = CellSpec("lstm", 4, ("i", "f", "c", "o"), ("h", "c"))
-GRU = CellSpec("gru", 3, ("z", "r", "h"), ("h",))
+GRU = CellSpec(
+    "gru", 3, ("z", "r", "h"), ("h",), options=("reset_after",), split_bias_option="reset_after"
+)
 CELLS = {spec.name: spec for spec in (SIMPLE_RNN, LSTM, GRU)}

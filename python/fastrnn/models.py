@@ -17,7 +17,7 @@ from fastrnn import losses as losses_module
 from fastrnn import metrics as metrics_module
 from fastrnn import optimizers as optimizers_module
 from fastrnn.layers import Layer, deserialize, serialize
-from fastrnn.layers.core import unique_name
+from fastrnn.layers.base import unique_name
 
 
 def _format_shape(shape: Any) -> str:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastrnn.layers.core import Dense, Dropout, Embedding, Layer, Masking
+from fastrnn.layers.base import Layer
+from fastrnn.layers.core import Dense, Dropout, Embedding, Masking
 from fastrnn.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
 from fastrnn.layers.wrappers import Bidirectional
 

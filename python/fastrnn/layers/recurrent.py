@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from fastrnn import _cells, activations, initializers, ops
-from fastrnn.layers.core import Layer, check_positive_int, check_rate, reject_unsupported
+from fastrnn.layers.base import Layer, check_positive_int, check_rate, reject_unsupported
 
 
 class RNN(Layer):
@@ -58,7 +58,7 @@ class RNN(Layer):
         super().__init__(**kwargs)
         self.units = check_positive_int(units, "units", cls)
         self.activation = activations.canonical(activation, recurrent=True)
-        if recurrent_activation is not None or self._spec.name != "simple_rnn":
+        if self._spec.recurrent_activation:
             self.recurrent_activation = activations.canonical(
                 recurrent_activation, argument="recurrent_activation", recurrent=True
             )
@@ -89,7 +89,7 @@ class RNN(Layer):
     # ---- weights ---------------------------------------------------------------------------
     @property
     def state_size(self) -> list[int]:
-        return [self.units] * len(self._spec.state_names)
+        return [self.units] * self._spec.num_states
 
     def _check_first_input(self, x: np.ndarray) -> None:
         if x.ndim != 3:
@@ -98,8 +98,12 @@ class RNN(Layer):
                 f"(batch, timesteps, features), got shape {x.shape}."
             )
 
-    def _bias_shape(self) -> tuple:
-        return self._spec.bias_shape(self.units, getattr(self, "reset_after", False))
+    def _cell_options(self) -> dict:
+        """The cell's own options (``CellSpec.options``, e.g. GRU's ``reset_after``)."""
+        return {name: getattr(self, name) for name in self._spec.options}
+
+    def _initial_bias(self, bias: np.ndarray) -> None:
+        """Hook for a cell's bias convention after initialisation (LSTM's unit_forget_bias)."""
 
     def build(self, input_shape: tuple) -> None:
         if len(input_shape) != 3 or input_shape[-1] is None:
@@ -115,9 +119,9 @@ class RNN(Layer):
             "recurrent_kernel", self._spec.recurrent_kernel_shape(h), self.recurrent_initializer
         )
         if self.use_bias:
-            self.bias = self.add_weight("bias", self._bias_shape(), self.bias_initializer)
-            if getattr(self, "unit_forget_bias", False):
-                self.bias[h : 2 * h] = 1.0
+            bias_shape = self._spec.bias_shape(h, **self._cell_options())
+            self.bias = self.add_weight("bias", bias_shape, self.bias_initializer)
+            self._initial_bias(self.bias)
         super().build(input_shape)
 
     def compute_output_shape(self, input_shape: tuple) -> Any:
@@ -174,11 +178,9 @@ class RNN(Layer):
 
     # ---- call / backward --------------------------------------------------------------------
     def _op_kwargs(self) -> dict:
-        kw = {"activation": self.activation}
-        if self._spec.name != "simple_rnn":
+        kw = {"activation": self.activation, **self._cell_options()}
+        if self._spec.recurrent_activation:
             kw["recurrent_activation"] = self.recurrent_activation
-        if self._spec.name == "gru":
-            kw["reset_after"] = self.reset_after
         return kw
 
     def __call__(
@@ -229,7 +231,7 @@ class RNN(Layer):
             recurrent_dropout_mask = keep.astype(self.dtype) / self.dtype.type(
                 1.0 - self.recurrent_dropout
             )
-        forward = getattr(ops, f"{self._spec.name}_forward")
+        forward = self._spec.forward(ops)
         outputs, final_states, ctx = forward(
             x.transpose(1, 0, 2),
             self.kernel,
@@ -278,7 +280,7 @@ class RNN(Layer):
             else:
                 d_outputs = np.zeros((t, b, h), dtype=self.dtype)
                 d_outputs[-1] = self._as_grad(dy, (b, h))
-        backward = getattr(ops, f"{self._spec.name}_backward")
+        backward = self._spec.backward(ops)
         grads = backward(ctx, d_outputs, d_states)
         self.gradients = [grads.dkernel, grads.drecurrent_kernel]
         if self.use_bias:
@@ -306,16 +308,18 @@ class RNN(Layer):
             "unroll": self.unroll,
             "seed": self.seed,
         }
-        if self._spec.name != "simple_rnn":
+        if self._spec.recurrent_activation:
             config["recurrent_activation"] = self.recurrent_activation
         return config
 
 
-_COMMON_DOC = """
+class SimpleRNN(RNN):
+    """Fully connected RNN: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
+
     Args:
         units: positive int, H.
         activation: default ``"tanh"``; one of tanh, relu, sigmoid, hard_sigmoid, linear (None).
-{extra_args}        use_bias: default True.
+        use_bias: default True.
         kernel_initializer: default ``"glorot_uniform"``.
         recurrent_initializer: default ``"orthogonal"``.
         bias_initializer: default ``"zeros"``.
@@ -335,23 +339,25 @@ _COMMON_DOC = """
 
     Call arguments:
         inputs: (B, T, I) floats.
-        initial_state: None or a list of (B, H) arrays{state_list}.
+        initial_state: None or a list of (B, H) arrays: ``[h0]``.
         mask: None or (B, T) bool, False at padded steps (skipped: states carried over).
         training: True applies dropout and keeps what ``backward`` needs.
 
     Returns:
         (B, H), or (B, T, H) with ``return_sequences``; with ``return_state`` the tuple
-        ``(output{state_tuple})``.
+        ``(output, h)``.
 
     Raises:
         ValueError: ``units`` not positive, dropout outside [0, 1), unknown activation or
             initializer, a regularizer/constraint set, inputs not of rank 3 or of another
             feature width than the built one, a mask or initial state of the wrong shape.
         TypeError: unknown keyword argument.
-"""
 
+    Example:
+        >>> layer = SimpleRNN(3, return_sequences=True)
+        >>> layer(np.zeros((2, 12, 1), np.float32)).shape   # (2, 12, 3)
+    """
 
-class SimpleRNN(RNN):
     _spec = _cells.SIMPLE_RNN
 
     def __init__(
@@ -408,19 +414,56 @@ class SimpleRNN(RNN):
         )
 
 
-SimpleRNN.__doc__ = (
-    """Fully connected RNN: ``h_t = activation(x_t @ kernel + h_{t-1} @ recurrent_kernel + bias)``.
-"""
-    + _COMMON_DOC.format(extra_args="", state_list=": ``[h0]``", state_tuple=", h")
-    + """
-    Example:
-        >>> layer = SimpleRNN(3, return_sequences=True)
-        >>> layer(np.zeros((2, 12, 1), np.float32)).shape   # (2, 12, 3)
-"""
-)
-
-
 class LSTM(RNN):
+    """Long short-term memory layer (Hochreiter 1997), Keras gate order i, f, c, o.
+
+    With ``unit_forget_bias`` (default True) the forget-gate bias starts at 1.
+    ``use_cudnn`` is accepted for compatibility (the fused kernel serves every setting).
+
+    Args:
+        units: positive int, H.
+        activation: default ``"tanh"``; one of tanh, relu, sigmoid, hard_sigmoid, linear (None).
+        recurrent_activation: default ``"sigmoid"``.
+        unit_forget_bias: default True.
+        use_bias: default True.
+        kernel_initializer: default ``"glorot_uniform"``.
+        recurrent_initializer: default ``"orthogonal"``.
+        bias_initializer: default ``"zeros"``.
+        dropout: float in [0, 1), default 0: fraction of input units dropped in training.
+        recurrent_dropout: float in [0, 1), default 0: fraction of the previous hidden state
+            dropped in training.
+        return_sequences: default False: return the whole (B, T, H) sequence.
+        return_state: default False: also return the final states.
+        go_backwards: default False: process the sequence in reverse (outputs in processing
+            order, as Keras).
+        stateful: default False: carry the final states into the next call (fixed batch size);
+            ``reset_states()`` zeroes them.
+        unroll: accepted for compatibility; no effect (warns when True).
+        seed: int seeding the dropout masks and initial weights.
+        **kwargs: ``name``, ``input_shape``, ``dtype``, ``trainable``.
+        Regularizer and constraint arguments exist only to raise a clear error when set.
+
+    Call arguments:
+        inputs: (B, T, I) floats.
+        initial_state: None or a list of (B, H) arrays: ``[h0, c0]``.
+        mask: None or (B, T) bool, False at padded steps (skipped: states carried over).
+        training: True applies dropout and keeps what ``backward`` needs.
+
+    Returns:
+        (B, H), or (B, T, H) with ``return_sequences``; with ``return_state`` the tuple
+        ``(output, h, c)``.
+
+    Raises:
+        ValueError: ``units`` not positive, dropout outside [0, 1), unknown activation or
+            initializer, a regularizer/constraint set, inputs not of rank 3 or of another
+            feature width than the built one, a mask or initial state of the wrong shape.
+        TypeError: unknown keyword argument.
+
+    Example:
+        >>> layer = LSTM(32, return_state=True)
+        >>> out, h, c = layer(np.zeros((4, 10, 8), np.float32))   # (4, 32) each
+    """
+
     _spec = _cells.LSTM
 
     def __init__(
@@ -483,6 +526,10 @@ class LSTM(RNN):
         if use_cudnn not in ("auto", True, False):
             raise ValueError(f"LSTM: use_cudnn must be 'auto', True or False, got {use_cudnn!r}.")
 
+    def _initial_bias(self, bias: np.ndarray) -> None:
+        if self.unit_forget_bias:  # the forget gate's block (i, f, c, o) starts at 1
+            bias[self.units : 2 * self.units] = 1.0
+
     def get_config(self) -> dict:
         return {
             **super().get_config(),
@@ -491,29 +538,56 @@ class LSTM(RNN):
         }
 
 
-LSTM.__doc__ = (
-    """Long short-term memory layer (Hochreiter 1997), Keras gate order i, f, c, o.
-
-    With ``unit_forget_bias`` (default True) the forget-gate bias starts at 1.
-    ``use_cudnn`` is accepted for compatibility (the fused kernel serves every setting).
-"""
-    + _COMMON_DOC.format(
-        extra_args=(
-            '        recurrent_activation: default ``"sigmoid"``.\n'
-            "        unit_forget_bias: default True.\n"
-        ),
-        state_list=": ``[h0, c0]``",
-        state_tuple=", h, c",
-    )
-    + """
-    Example:
-        >>> layer = LSTM(32, return_state=True)
-        >>> out, h, c = layer(np.zeros((4, 10, 8), np.float32))   # (4, 32) each
-"""
-)
-
-
 class GRU(RNN):
+    """Gated recurrent unit (Cho 2014), Keras gate order z, r, h.
+
+    ``reset_after=True`` (default, Keras 3 and cuDNN convention) applies the reset gate after the
+    recurrent product and keeps two biases: ``bias (2, 3H)`` = [input bias, recurrent bias].
+
+    Args:
+        units: positive int, H.
+        activation: default ``"tanh"``; one of tanh, relu, sigmoid, hard_sigmoid, linear (None).
+        recurrent_activation: default ``"sigmoid"``.
+        reset_after: default True.
+        use_bias: default True.
+        kernel_initializer: default ``"glorot_uniform"``.
+        recurrent_initializer: default ``"orthogonal"``.
+        bias_initializer: default ``"zeros"``.
+        dropout: float in [0, 1), default 0: fraction of input units dropped in training.
+        recurrent_dropout: float in [0, 1), default 0: fraction of the previous hidden state
+            dropped in training.
+        return_sequences: default False: return the whole (B, T, H) sequence.
+        return_state: default False: also return the final states.
+        go_backwards: default False: process the sequence in reverse (outputs in processing
+            order, as Keras).
+        stateful: default False: carry the final states into the next call (fixed batch size);
+            ``reset_states()`` zeroes them.
+        unroll: accepted for compatibility; no effect (warns when True).
+        seed: int seeding the dropout masks and initial weights.
+        **kwargs: ``name``, ``input_shape``, ``dtype``, ``trainable``.
+        Regularizer and constraint arguments exist only to raise a clear error when set.
+
+    Call arguments:
+        inputs: (B, T, I) floats.
+        initial_state: None or a list of (B, H) arrays: ``[h0]``.
+        mask: None or (B, T) bool, False at padded steps (skipped: states carried over).
+        training: True applies dropout and keeps what ``backward`` needs.
+
+    Returns:
+        (B, H), or (B, T, H) with ``return_sequences``; with ``return_state`` the tuple
+        ``(output, h)``.
+
+    Raises:
+        ValueError: ``units`` not positive, dropout outside [0, 1), unknown activation or
+            initializer, a regularizer/constraint set, inputs not of rank 3 or of another
+            feature width than the built one, a mask or initial state of the wrong shape.
+        TypeError: unknown keyword argument.
+
+    Example:
+        >>> layer = GRU(16)
+        >>> layer(np.zeros((4, 10, 8), np.float32)).shape   # (4, 16)
+    """
+
     _spec = _cells.GRU
 
     def __init__(
@@ -582,25 +656,3 @@ class GRU(RNN):
             "reset_after": self.reset_after,
             "use_cudnn": self.use_cudnn,
         }
-
-
-GRU.__doc__ = (
-    """Gated recurrent unit (Cho 2014), Keras gate order z, r, h.
-
-    ``reset_after=True`` (default, Keras 3 and cuDNN convention) applies the reset gate after the
-    recurrent product and keeps two biases: ``bias (2, 3H)`` = [input bias, recurrent bias].
-"""
-    + _COMMON_DOC.format(
-        extra_args=(
-            '        recurrent_activation: default ``"sigmoid"``.\n'
-            "        reset_after: default True.\n"
-        ),
-        state_list=": ``[h0]``",
-        state_tuple=", h",
-    )
-    + """
-    Example:
-        >>> layer = GRU(16)
-        >>> layer(np.zeros((4, 10, 8), np.float32)).shape   # (4, 16)
-"""
-)

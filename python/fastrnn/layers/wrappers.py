@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from fastrnn.layers.core import Layer
+from fastrnn.layers.base import Layer
 from fastrnn.layers.recurrent import RNN
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
