@@ -1,5 +1,7 @@
 """fastrnn: fused recurrent-network kernels with a Keras-style API over NumPy."""
 
+from importlib import metadata as _metadata
+
 from fastrnn import (
     callbacks,
     initializers,
@@ -24,7 +26,10 @@ from fastrnn.layers import (
 )
 from fastrnn.models import Sequential, load_model
 
-__version__ = "0.1.0"
+try:  # the installed distribution's version (pyproject.toml is the one place it is written)
+    __version__ = _metadata.version("fastrnn")
+except _metadata.PackageNotFoundError:  # a source tree on sys.path, not installed
+    __version__ = "0+unknown"
 
 
 def set_num_threads(n: int) -> None:

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-ACTIVATIONS = ("tanh", "relu", "sigmoid", "hard_sigmoid", "linear")
+from fastrnn.activations import RECURRENT as ACTIVATIONS  # noqa: F401 (re-exported)
 
 
 class RNNGradients(NamedTuple):

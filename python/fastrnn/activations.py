@@ -1,7 +1,10 @@
-"""Pointwise activations for the non-recurrent layers, with their backward rules.
+"""Activation functions over NumPy arrays and their derivatives: the one table of them.
 
-The recurrent kernels implement their own activations; this module serves ``Dense`` and lists the
-names the recurrent layers accept (``fastrnn._cells.ACTIVATIONS``).
+The reference implementation (``fastrnn.reference``) and the non-recurrent layers (``Dense``)
+both read it. Derivatives are written from the saved *output* ``y = f(x)``, as the kernels'
+``csrc/include/fastrnn/activations.h`` writes them, so backward never recomputes a
+transcendental. ``RECURRENT`` lists what the fused kernels compute (a test checks that it equals
+the compiled modules' list); ``softmax`` exists for ``Dense`` only.
 """
 
 from __future__ import annotations
@@ -10,35 +13,37 @@ from collections.abc import Callable
 
 import numpy as np
 
-from fastrnn._cells import ACTIVATIONS as RECURRENT_ACTIVATIONS
+# What the recurrent kernels implement, in the order of the C++ enum ``fastrnn::Activation``.
+RECURRENT = ("tanh", "relu", "sigmoid", "hard_sigmoid", "linear")
 
 
-def _softmax(z: np.ndarray) -> np.ndarray:
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Split by sign so that exp never overflows; same value as 1 / (1 + exp(-x)).
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
+    # Keras 3: relu6(x + 3) / 6 == clip(x / 6 + 0.5, 0, 1).
+    return np.clip(x / 6 + 0.5, 0, 1)
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    # Split by sign so large |z| never overflows exp.
-    out = np.empty_like(z)
-    pos = z >= 0
-    out[pos] = 1.0 / (1.0 + np.exp(-z[pos]))
-    ez = np.exp(z[~pos])
-    out[~pos] = ez / (1.0 + ez)
-    return out
-
-
-# name -> (forward(z), backward(z, y, dy) -> dz)
-_TABLE: dict[str, tuple[Callable, Callable]] = {
-    "linear": (lambda z: z, lambda z, y, dy: dy),
-    "relu": (lambda z: np.maximum(z, 0), lambda z, y, dy: dy * (z > 0)),
-    "tanh": (np.tanh, lambda z, y, dy: dy * (1 - y * y)),
-    "sigmoid": (_sigmoid, lambda z, y, dy: dy * y * (1 - y)),
+# name -> (f(x), f'(x) written from y = f(x)); softmax has no elementwise derivative.
+_TABLE: dict[str, tuple[Callable, Callable | None]] = {
+    "tanh": (np.tanh, lambda y: 1 - y * y),
+    "relu": (lambda x: np.maximum(x, 0), lambda y: (y > 0).astype(y.dtype)),
+    "sigmoid": (_sigmoid, lambda y: y * (1 - y)),
     "hard_sigmoid": (
-        lambda z: np.clip(z / 6.0 + 0.5, 0.0, 1.0),
-        lambda z, y, dy: dy * ((z > -3) & (z < 3)) / 6.0,
+        _hard_sigmoid,
+        lambda y: np.where((y > 0) & (y < 1), 1 / 6, 0).astype(y.dtype),
     ),
-    "softmax": (_softmax, lambda z, y, dy: y * (dy - (dy * y).sum(axis=-1, keepdims=True))),
+    "linear": (lambda x: x, np.ones_like),
+    "softmax": (_softmax, None),
 }
 
 NAMES = tuple(_TABLE)
@@ -60,7 +65,7 @@ def canonical(name: str | None, *, argument: str = "activation", recurrent: bool
     """
     if name is None:
         return "linear"
-    valid = RECURRENT_ACTIVATIONS if recurrent else NAMES
+    valid = RECURRENT if recurrent else NAMES
     if not isinstance(name, str) or name not in valid:
         raise ValueError(
             f"Unknown {argument} {name!r}. Valid names: {', '.join(valid)} (or None for linear)."
@@ -68,11 +73,39 @@ def canonical(name: str | None, *, argument: str = "activation", recurrent: bool
     return name
 
 
-def forward(name: str, z: np.ndarray) -> np.ndarray:
-    """Applies activation ``name`` to ``z`` (a new array; ``z`` is not modified)."""
-    return _TABLE[name][0](z)
+def _entry(name: str) -> tuple[Callable, Callable | None]:
+    entry = _TABLE.get(name) if isinstance(name, str) else None
+    if entry is None:
+        raise ValueError(f"Unknown activation {name!r}; valid names are: {', '.join(NAMES)}.")
+    return entry
 
 
-def backward(name: str, z: np.ndarray, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """Returns dL/dz given the pre-activation ``z``, the output ``y`` and dL/dy."""
-    return _TABLE[name][1](z, y, dy)
+def forward(name: str, x: np.ndarray) -> np.ndarray:
+    """Applies activation ``name`` to ``x`` (a new array; ``x`` is not modified).
+
+    Raises:
+        ValueError: unknown name.
+    """
+    return _entry(name)[0](x)
+
+
+def derivative(name: str, y: np.ndarray) -> np.ndarray:
+    """The elementwise derivative f'(x) at the point whose output is ``y = f(x)``.
+
+    tanh: 1 - y^2; sigmoid: y (1 - y); relu: 1 where y > 0; hard_sigmoid: 1/6 where 0 < y < 1;
+    linear: 1.
+
+    Raises:
+        ValueError: unknown name, or ``softmax`` (not elementwise: use ``backward``).
+    """
+    d = _entry(name)[1]
+    if d is None:
+        raise ValueError(f"activation {name!r} has no elementwise derivative; use backward()")
+    return d(y)
+
+
+def backward(name: str, y: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """dL/dx given the output ``y = f(x)`` and dL/dy (softmax over the last axis included)."""
+    if name == "softmax":
+        return y * (dy - (dy * y).sum(axis=-1, keepdims=True))
+    return dy * derivative(name, y)

@@ -16,6 +16,7 @@ from fastrnn import callbacks as callbacks_module
 from fastrnn import losses as losses_module
 from fastrnn import metrics as metrics_module
 from fastrnn import optimizers as optimizers_module
+from fastrnn import saving
 from fastrnn.layers import Layer, deserialize, serialize
 from fastrnn.layers.base import unique_name
 
@@ -44,6 +45,7 @@ def _as_array(x: Any, argument: str) -> np.ndarray:
         raise TypeError(f"{argument} must be convertible to a NumPy array: {exc}") from None
 
 
+@saving.register_model
 class Sequential:
     """A linear stack of layers.
 
@@ -494,20 +496,14 @@ class Sequential:
 
     def save(self, filepath: str) -> None:
         """Saves config, weights and optimizer state to a ``.fastrnn`` zip (see fastrnn.saving)."""
-        from fastrnn import saving
-
         saving.save_model(self, filepath)
 
     def save_weights(self, filepath: str) -> None:
         """Saves only the weights (zip of .npy arrays)."""
-        from fastrnn import saving
-
         saving.save_weights(self, filepath)
 
     def load_weights(self, filepath: str) -> None:
         """Loads weights written by ``save_weights`` or ``save``."""
-        from fastrnn import saving
-
         saving.load_weights(self, filepath)
 
     def __deepcopy__(self, memo: dict) -> Sequential:  # pragma: no cover - convenience
@@ -519,6 +515,4 @@ class Sequential:
 
 def load_model(filepath: str) -> Sequential:
     """Loads a model written by ``Sequential.save`` (see ``fastrnn.saving.load_model``)."""
-    from fastrnn import saving
-
     return saving.load_model(filepath)

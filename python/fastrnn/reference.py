@@ -35,67 +35,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastrnn import activations
 from fastrnn._cells import ACTIVATIONS, RNNGradients
 
 # ---------------------------------------------------------------------------------------------
-# Activations: y = f(x), and the derivative f'(x) written from the output y.
+# Activations: y = f(x), and the derivative f'(x) written from the output y (one table for the
+# whole package: fastrnn.activations).
 # ---------------------------------------------------------------------------------------------
 
 
-def _tanh(x: np.ndarray) -> np.ndarray:
-    return np.tanh(x)
-
-
-def _relu(x: np.ndarray) -> np.ndarray:
-    return np.maximum(x, 0)
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    # Split by sign so that exp never overflows; same value as 1 / (1 + exp(-x)).
-    e = np.exp(-np.abs(x))
-    return np.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
-
-
-def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
-    # Keras 3: relu6(x + 3) / 6 == clip(x / 6 + 0.5, 0, 1).
-    return np.clip(x / 6 + 0.5, 0, 1)
-
-
-def _linear(x: np.ndarray) -> np.ndarray:
-    return x
-
-
-def _dtanh(y: np.ndarray) -> np.ndarray:
-    return 1 - y * y
-
-
-def _drelu(y: np.ndarray) -> np.ndarray:
-    return (y > 0).astype(y.dtype)
-
-
-def _dsigmoid(y: np.ndarray) -> np.ndarray:
-    return y * (1 - y)
-
-
-def _dhard_sigmoid(y: np.ndarray) -> np.ndarray:
-    return np.where((y > 0) & (y < 1), 1 / 6, 0).astype(y.dtype)
-
-
-def _dlinear(y: np.ndarray) -> np.ndarray:
-    return np.ones_like(y)
-
-
-_ACTIVATION_FUNCTIONS: dict[str, tuple[Callable, Callable]] = {
-    "tanh": (_tanh, _dtanh),
-    "relu": (_relu, _drelu),
-    "sigmoid": (_sigmoid, _dsigmoid),
-    "hard_sigmoid": (_hard_sigmoid, _dhard_sigmoid),
-    "linear": (_linear, _dlinear),
-}
-
-
 def _check_activation(name: str) -> None:
-    if name not in _ACTIVATION_FUNCTIONS:
+    if name not in ACTIVATIONS:
         raise ValueError(f"Unknown activation {name!r}; valid names are: {', '.join(ACTIVATIONS)}.")
 
 
@@ -106,7 +56,7 @@ def activation_forward(name: str, x: np.ndarray) -> np.ndarray:
         ValueError: if ``name`` is not a known activation.
     """
     _check_activation(name)
-    return _ACTIVATION_FUNCTIONS[name][0](x)
+    return activations.forward(name, x)
 
 
 def activation_derivative(name: str, y: np.ndarray) -> np.ndarray:
@@ -119,7 +69,7 @@ def activation_derivative(name: str, y: np.ndarray) -> np.ndarray:
         ValueError: if ``name`` is not a known activation.
     """
     _check_activation(name)
-    return _ACTIVATION_FUNCTIONS[name][1](y)
+    return activations.derivative(name, y)
 
 
 def _split(a: np.ndarray, parts: int) -> list[np.ndarray]:

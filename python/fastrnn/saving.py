@@ -10,6 +10,10 @@ Layout of a ``.fastrnn`` file (any file name works)::
 
 Arrays are written with ``np.save(allow_pickle=False)`` and read with
 ``np.load(allow_pickle=False)``, so a file can hold no Python objects.
+
+This module knows file formats, not model classes: model classes register themselves with
+``register_model`` (``fastrnn.models`` does so for ``Sequential``), and ``config.json`` names the
+class it was written from.
 """
 
 from __future__ import annotations
@@ -21,6 +25,21 @@ import zlib
 from typing import Any
 
 import numpy as np
+
+from fastrnn import losses, optimizers
+
+_MODEL_CLASSES: dict[str, type] = {}
+
+
+def register_model(cls: type) -> type:
+    """Class decorator: lets ``load_model`` rebuild models of ``cls`` (by its ``__name__``).
+
+    The class needs ``get_config``/``from_config``, ``get_weights``/``set_weights``, ``layers``,
+    ``built``, ``compiled``, ``optimizer``, ``loss``, ``metrics_names`` and ``compile``.
+    """
+    _MODEL_CLASSES[cls.__name__] = cls
+    return cls
+
 
 FORMAT = "fastrnn.model"
 WEIGHTS_FORMAT = "fastrnn.weights"
@@ -81,8 +100,6 @@ def save_model(model: Any, filepath: str) -> None:
     Raises:
         ValueError: the model is not built.
     """
-    from fastrnn import losses, optimizers
-
     if not model.built:
         raise ValueError("save: the model is not built; call it on data or build() first.")
     compile_config = None
@@ -98,7 +115,8 @@ def save_model(model: Any, filepath: str) -> None:
         }
     with zipfile.ZipFile(filepath, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("metadata.json", json.dumps({"format": FORMAT, "version": VERSION}))
-        zf.writestr("config.json", json.dumps(model.get_config(), indent=1))
+        config = {"class_name": type(model).__name__, "config": model.get_config()}
+        zf.writestr("config.json", json.dumps(config, indent=1))
         zf.writestr("compile.json", json.dumps(compile_config, indent=1))
         _write_weights(zf, model)
         for i, a in enumerate(opt_arrays):
@@ -112,9 +130,6 @@ def load_model(filepath: str) -> Any:
         ValueError: the file is corrupt, not a zip or not a fastrnn model.
         FileNotFoundError: no such file.
     """
-    from fastrnn import losses, optimizers
-    from fastrnn.models import Sequential
-
     zf, _ = _open(filepath, (FORMAT,))
     with zf:
         try:
@@ -126,7 +141,17 @@ def load_model(filepath: str) -> Any:
         except (KeyError, ValueError, EOFError, zipfile.BadZipFile, zlib.error, OSError) as exc:
             raise ValueError(f"{filepath!r} is a corrupt fastrnn model file: {exc}") from None
     try:
-        model = Sequential.from_config(config)
+        if isinstance(config, dict) and "class_name" in config:
+            class_name, config = config["class_name"], config["config"]
+        else:  # written before config.json named its class: always a Sequential
+            class_name = "Sequential"
+        cls = _MODEL_CLASSES.get(class_name)
+        if cls is None:
+            raise ValueError(
+                f"{filepath!r} holds a {class_name!r} model; known model classes: "
+                f"{', '.join(_MODEL_CLASSES) or 'none (import fastrnn.models)'}."
+            )
+        model = cls.from_config(config)
         model.set_weights(weights)
     except (TypeError, KeyError) as exc:
         raise ValueError(f"{filepath!r} holds an invalid model config: {exc}") from None

@@ -97,13 +97,13 @@ class Dense(Layer):
         if self.use_bias:
             z = z + self.bias
         y = activations.forward(self.activation, z)
-        self._cache = (x, z, y) if training else None
+        self._cache = (x, y) if training else None
         return y
 
     def backward(self, dy: Any) -> np.ndarray:
-        x, z, y = self._require_cache()
+        x, y = self._require_cache()
         dy = self._as_grad(dy, y.shape)
-        dz = activations.backward(self.activation, z, y, dy)
+        dz = activations.backward(self.activation, y, dy)
         dz2 = dz.reshape(-1, self.units)
         grads = [x.reshape(-1, x.shape[-1]).T @ dz2]
         if self.use_bias:
