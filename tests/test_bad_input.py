@@ -50,20 +50,70 @@ def lstm_backward(**kw):
     return lambda: ops.lstm_backward(ctx_value, kw.get("d_outputs"), kw.get("d_final_states"))
 
 
+def raw_outputs(cell="lstm", T=T, B=B, H=H):
+    """Output arrays of the one binding contract for a forward call."""
+    return dict(
+        outputs=np.empty((T, B, H)),
+        h_last=np.empty((B, H)),
+        c_last=np.empty((B, H)) if cell == "lstm" else None,
+    )
+
+
 def raw(**over):
     a = arrays()
     args = dict(cell="lstm", x=a["x"], kernel=a["kernel"], recurrent_kernel=a["recurrent_kernel"])
+    args.update(raw_outputs(over.get("cell", "lstm")))
     args.update(over)
     return lambda: _cpu.forward(**args)
+
+
+def raw_gradients(cell="lstm", G=4):
+    return dict(
+        dx=np.empty((T, B, N_IN)),
+        dkernel=np.empty((N_IN, G * H)),
+        drecurrent_kernel=np.empty((H, G * H)),
+        dh0=np.empty((B, H)),
+        dc0=np.empty((B, H)) if cell == "lstm" else None,
+    )
 
 
 def raw_backward(**over):
     a = arrays()
     base = dict(cell="lstm", x=a["x"], kernel=a["kernel"], recurrent_kernel=a["recurrent_kernel"])
-    out = _cpu.forward(**base, training=True)
-    args = dict(base, workspace=out[3])
+    workspace = np.empty(_cpu.workspace_size("lstm", T, B, H))
+    _cpu.forward(**base, **raw_outputs(), workspace=workspace)
+    args = dict(base, workspace=workspace, **raw_gradients())
     args.update(over)
     return lambda: _cpu.backward(**args)
+
+
+def readonly(shape):
+    a = np.empty(shape)
+    a.flags.writeable = False
+    return a
+
+
+def raw_aliasing_outputs():
+    # outputs is a view of the same memory as x: the kernels would read x after writing it.
+    buf = np.zeros(T * B * max(N_IN, H))
+    x = buf[: T * B * N_IN].reshape(T, B, N_IN)
+    a = arrays()
+    return lambda: _cpu.forward(
+        "lstm",
+        x,
+        a["kernel"],
+        a["recurrent_kernel"],
+        **{**raw_outputs(), "outputs": buf[: T * B * H].reshape(T, B, H)},
+    )
+
+
+def raw_backward_overlap():
+    # dx is the first part of the memory of dkernel.
+    buf = np.empty(N_IN * 4 * H)
+    grads = raw_gradients()
+    grads["dkernel"] = buf.reshape(N_IN, 4 * H)
+    grads["dx"] = buf[: T * B * N_IN].reshape(T, B, N_IN)
+    return raw_backward(**grads)
 
 
 rng = np.random.default_rng(1)
@@ -204,6 +254,7 @@ BAD = [
             kernel=np.zeros((N_IN, H)),
             recurrent_kernel=np.zeros((H, H)),
             c0=np.zeros((B, H)),
+            c_last=None,
         ),
         ValueError,
         r"c0 is only for the lstm cell",
@@ -225,10 +276,69 @@ BAD = [
             recurrent_kernel=np.zeros((H, 3 * H)),
             workspace=np.zeros(_cpu.workspace_size("gru", T, B, H, True)),
             d_c_last=np.zeros((B, H)),
+            **raw_gradients("gru", 3),
         ),
         ValueError,
         r"d_c_last is only for the lstm cell",
     ),
+    # --- the raw entry points' outputs (caller-allocated, the one binding contract)
+    ("raw-outputs-missing", raw(outputs=None), TypeError, r"outputs must be a numpy.ndarray"),
+    (
+        "raw-outputs-shape",
+        raw(outputs=np.empty((T, B, H + 1))),
+        ValueError,
+        r"outputs must have shape \(4, 3, 6\)",
+    ),
+    (
+        "raw-outputs-dtype",
+        raw(outputs=np.empty((T, B, H), np.float32)),
+        TypeError,
+        r"outputs must have dtype float64",
+    ),
+    ("raw-outputs-readonly", raw(outputs=readonly((T, B, H))), ValueError, r"must be writable"),
+    (
+        "raw-outputs-strided",
+        raw(outputs=np.empty((B, T, H)).transpose(1, 0, 2)),
+        ValueError,
+        r"outputs must be C-contiguous",
+    ),
+    ("raw-c-last-missing", raw(c_last=None), TypeError, r"c_last must be a numpy.ndarray"),
+    (
+        "raw-c-last-gru",
+        raw(
+            cell="gru",
+            kernel=np.zeros((N_IN, 3 * H)),
+            recurrent_kernel=np.zeros((H, 3 * H)),
+            c_last=np.empty((B, H)),
+        ),
+        ValueError,
+        r"c_last is only for the lstm cell",
+    ),
+    ("raw-outputs-alias-x", raw_aliasing_outputs(), ValueError, r"outputs overlaps x"),
+    (
+        "raw-workspace-size-mismatch",
+        raw(workspace=np.empty(5)),
+        ValueError,
+        r"workspace must have shape",
+    ),
+    ("raw-dbias-without-bias", raw_backward(dbias=np.empty(4 * H)), ValueError, r"dbias must be"),
+    ("raw-dx-missing", raw_backward(dx=None), TypeError, r"dx must be a numpy.ndarray"),
+    (
+        "raw-dkernel-overlaps-dx",
+        raw_backward_overlap(),
+        ValueError,
+        r"overlaps",
+    ),
+    ("raw-workspace-size-negative", lambda: _cpu.workspace_size("lstm", -1, 2, 3), ValueError, "T"),
+    (
+        "raw-workspace-size-overflow",
+        lambda: _cpu.workspace_size("lstm", 2**40, 2**20, 2**10),
+        ValueError,
+        r"too large",
+    ),
+    ("raw-workspace-size-cell", lambda: _cpu.workspace_size("rnn", 1, 1, 1), ValueError, r"cell"),
+    ("set-num-threads-huge", lambda: _cpu.set_num_threads(3000), ValueError, r"between 1 and"),
+    ("set-num-threads-negative", lambda: _cpu.set_num_threads(-2), ValueError, r"between 1 and"),
 ]
 
 
@@ -246,13 +356,21 @@ def test_size_overflow_is_rejected_before_allocating():
         return np.lib.stride_tricks.as_strided(base, shape=shape, strides=(0,) * len(shape))
 
     a = arrays()
+    out = raw_outputs()  # never reached: the sizes are refused first
     with pytest.raises(ValueError, match=r"T\*B \(steps\*batch\) is too large"):
-        _cpu.forward("lstm", huge(2**31, 2, 1), np.zeros((1, 4 * H)), a["recurrent_kernel"])
+        _cpu.forward("lstm", huge(2**31, 2, 1), np.zeros((1, 4 * H)), a["recurrent_kernel"], **out)
     with pytest.raises(ValueError, match=r"G\*H \(gates\*units\) is too large"):
         x32 = a["x"].astype(np.float32)
-        _cpu.forward("lstm", x32, x32[0], huge(2**29, 2**31, dtype=np.float32))
+        _cpu.forward("lstm", x32, x32[0], huge(2**29, 2**31, dtype=np.float32), **out)
     with pytest.raises(ValueError, match="too large"):
         ops.lstm_forward(huge(2**31, 2, 1), np.zeros((1, 4 * H)), a["recurrent_kernel"])
+    # An input width beyond BLAS's 32-bit dimensions: a clear error, never a truncated product
+    # (it used to return 0.0 where tanh(1) was expected).
+    wide = 2**32 + 8
+    with pytest.raises(ValueError, match=r"I \(x's last dimension\) is too large"):
+        _cpu.forward("simple_rnn", huge(2, 1, wide), huge(wide, 1), np.ones((1, 1)), **out)
+    with pytest.raises(ValueError, match=r"I \(x's last dimension\) is too large"):
+        ops.simple_rnn_forward(huge(2, 1, wide), huge(wide, 1), np.ones((1, 1)))
 
 
 def test_failed_and_successful_calls_leave_inputs_unchanged():

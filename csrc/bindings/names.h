@@ -1,31 +1,67 @@
-// What both bindings share before they look at arrays: the cell and activation
-// names as Python spells them, and the size limits of a configuration.
+// The cell and activation names as Python spells them: the one table on the C++
+// side. Both modules export them (CELLS, ACTIVATIONS); a test checks they equal
+// python/fastrnn/_cells.py's CELLS and fastrnn.activations.RECURRENT.
 #pragma once
 
-#include <limits>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
-#include "array_checks.h"
 #include "fastrnn/activations.h"
+#include "fastrnn/cells.h"
 #include "fastrnn/params.h"
 
 namespace fastrnn::bindings {
 
+struct CellName {
+  const char* name;
+  CellKind kind;
+};
+inline constexpr CellName kCells[] = {
+    {"simple_rnn", CellKind::SimpleRNN}, {"lstm", CellKind::LSTM}, {"gru", CellKind::GRU}};
+
+struct ActivationName {
+  const char* name;
+  Activation kind;
+};
+// In the order of the Activation enum and of fastrnn.activations.RECURRENT.
+inline constexpr ActivationName kActivations[] = {{"tanh", Activation::Tanh},
+                                                  {"relu", Activation::Relu},
+                                                  {"sigmoid", Activation::Sigmoid},
+                                                  {"hard_sigmoid", Activation::HardSigmoid},
+                                                  {"linear", Activation::Linear}};
+
+template <typename Table>
+std::string quoted_list(const Table& table) {
+  std::string s;
+  for (const auto& e : table) s += (s.empty() ? "'" : ", '") + std::string(e.name) + "'";
+  return s;
+}
+
+inline std::vector<std::string> cell_names() {
+  std::vector<std::string> v;
+  for (const auto& e : kCells) v.push_back(e.name);
+  return v;
+}
+
+inline std::vector<std::string> activation_names() {
+  std::vector<std::string> v;
+  for (const auto& e : kActivations) v.push_back(e.name);
+  return v;
+}
+
 inline CellKind parse_cell(const std::string& name) {
-  if (name == "simple_rnn") return CellKind::SimpleRNN;
-  if (name == "lstm") return CellKind::LSTM;
-  if (name == "gru") return CellKind::GRU;
-  value_error("cell must be one of 'simple_rnn', 'lstm', 'gru', got '" + name + "'");
+  for (const auto& e : kCells)
+    if (name == e.name) return e.kind;
+  throw std::invalid_argument("cell must be one of " + quoted_list(kCells) + ", got '" + name +
+                              "'");
 }
 
 inline Activation parse_activation(const std::string& name, const char* arg) {
-  if (name == "tanh") return Activation::Tanh;
-  if (name == "relu") return Activation::Relu;
-  if (name == "sigmoid") return Activation::Sigmoid;
-  if (name == "hard_sigmoid") return Activation::HardSigmoid;
-  if (name == "linear") return Activation::Linear;
-  value_error(std::string(arg) + " must be one of 'tanh', 'relu', 'sigmoid', 'hard_sigmoid', " +
-              "'linear', got '" + name + "'");
+  for (const auto& e : kActivations)
+    if (name == e.name) return e.kind;
+  throw std::invalid_argument(std::string(arg) + " must be one of " + quoted_list(kActivations) +
+                              ", got '" + name + "'");
 }
 
 // The configuration's non-array part; sizes are filled in from the arrays.
@@ -38,22 +74,9 @@ inline CellConfig parse_config(const std::string& cell, const std::string& activ
   c.activation = parse_activation(activation, "activation");
   c.recurrent_activation = parse_activation(recurrent_activation, "recurrent_activation");
   c.reset_after = c.cell == CellKind::GRU && reset_after;
+  c.id = cell_id(c.cell, c.reset_after);
   c.go_backwards = go_backwards;
   return c;
-}
-
-// Once T, B, I, H are known: at least one unit and one feature, every buffer's
-// size within int64 and each BLAS-style dimension within int32. Returns G*H.
-inline index_t check_sizes(const CellConfig& c) {
-  if (c.H < 1) value_error("recurrent_kernel must have at least one row (units >= 1)");
-  if (c.I < 1) value_error("x must have at least one feature (I >= 1)");
-  const index_t int_max = std::numeric_limits<int>::max();
-  const index_t GH = checked_product({c.G, c.H}, "G*H (gates*units)", int_max);
-  checked_product({c.T, c.B}, "T*B (steps*batch)", int_max);
-  checked_product({c.T, c.B, GH, 4}, "T*B*G*H (workspace)");
-  checked_product({c.T, c.B, c.I}, "T*B*I (inputs)");
-  checked_product({c.H, GH}, "H*G*H (recurrent kernel)");
-  return GH;
 }
 
 }  // namespace fastrnn::bindings

@@ -4,7 +4,12 @@
 
 #include <algorithm>
 
+#include "thread_pool.h"
+
 namespace fastrnn::detail {
+
+using cpu::run_tasks;
+using cpu::Worker;
 
 void blas_init() { scipy_openblas_set_num_threads(1); }
 
@@ -36,20 +41,18 @@ void parallel_gemm(bool ta, bool tb, index_t M, index_t N, index_t K, const T* A
   while (count() < 8 && tile_n > 128) tile_n /= 2;
   while (count() < 8 && tile_m > 64) tile_m /= 2;
   const index_t tiles_n = (N + tile_n - 1) / tile_n, tiles = count();
-  const int nt = (int)std::min<index_t>(num_threads, tiles);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-  for (index_t tile = 0; tile < tiles; ++tile) {
+  run_tasks(num_threads, tiles, [&](const Worker&, index_t tile) {
     const index_t i0 = (tile / tiles_n) * tile_m, j0 = (tile % tiles_n) * tile_n;
     const index_t m = std::min(tile_m, M - i0), n = std::min(tile_n, N - j0);
     if (K == 0) {
       for (index_t i = 0; i < m; ++i)
         for (index_t j = 0; j < n; ++j) C[(i0 + i) * ldc + j0 + j] = T(0);
-      continue;
+      return;
     }
     const T* a = ta ? A + i0 : A + i0 * lda;
     const T* b = tb ? B + j0 * ldb : B + j0;
     gemm(ta, tb, m, n, K, a, lda, b, ldb, false, C + i0 * ldc + j0, ldc);
-  }
+  });
 }
 
 template void parallel_gemm<float>(bool, bool, index_t, index_t, index_t, const float*, index_t,

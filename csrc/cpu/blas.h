@@ -16,8 +16,8 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const dou
           const double* B, index_t ldb, bool accumulate, double* C, index_t ldc);
 
 // The same product cut into fixed tiles of C, shared out over `num_threads`
-// OpenMP threads. Tiles do not depend on the thread count, so the result is
-// bitwise identical for any thread count.
+// threads (thread_pool.h). Tiles do not depend on the thread count, so the result
+// is bitwise identical for any thread count.
 template <typename T>
 void parallel_gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const T* A,
                    index_t lda, const T* B, index_t ldb, T* C, index_t ldc, int num_threads);

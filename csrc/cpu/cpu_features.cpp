@@ -1,10 +1,12 @@
 #include "cpu_features.h"
 
-#include <omp.h>
-
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 #include <stdexcept>
+#include <string>
+
+#include "thread_pool.h"
 
 namespace fastrnn::detail {
 
@@ -66,14 +68,36 @@ Isa active_isa() {
 
 void set_active_isa(const std::string& name) { g_isa.store((int)parse_isa(name)); }
 
+namespace {
+// The first positive integer of an environment variable (OMP_NUM_THREADS may be a list), or 0.
+int env_threads(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return 0;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return (end != v && n > 0) ? (int)std::min<long>(n, cpu::kMaxThreads) : 0;
+}
+}  // namespace
+
+int default_num_threads() {
+  if (const int n = env_threads("FASTRNN_NUM_THREADS")) return n;
+  if (const int n = env_threads("OMP_NUM_THREADS")) return n;
+  return std::min(cpu::available_cpus(), cpu::kMaxThreads);
+}
+
 int num_threads() {
   const int n = g_threads.load();
-  return n > 0 ? n : omp_get_max_threads();
+  return n > 0 ? n : default_num_threads();
 }
 
 void set_num_threads(int n) {
-  if (n < 0) throw std::invalid_argument("num_threads must be >= 1 (or 0 for the default)");
+  if (n < 0 || n > cpu::kMaxThreads)
+    throw std::invalid_argument("num_threads must be between 1 and " +
+                                std::to_string(cpu::kMaxThreads) + " (or 0 for the default), got " +
+                                std::to_string(n));
   g_threads.store(n);
 }
+
+int max_threads() { return cpu::kMaxThreads; }
 
 }  // namespace fastrnn::detail

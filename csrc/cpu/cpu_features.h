@@ -14,7 +14,12 @@ std::vector<std::string> available_isas();     // every path this CPU can run, l
 Isa active_isa();                              // FASTRNN_ISA env at first use, else best
 void set_active_isa(const std::string& name);  // throws std::invalid_argument
 
-int num_threads();            // set_num_threads value, else omp_get_max_threads() (OMP_NUM_THREADS)
-void set_num_threads(int n);  // n >= 1; 0 restores the default
+// Threads of the CPU kernels: the set_num_threads value, else the default:
+// FASTRNN_NUM_THREADS, else OMP_NUM_THREADS (its first entry), else the CPUs this
+// process may run on.
+int num_threads();
+int default_num_threads();
+void set_num_threads(int n);  // 1 <= n <= max_threads(); 0 restores the default
+int max_threads();
 
 }  // namespace fastrnn::detail

@@ -1,5 +1,10 @@
 """Which compiled module runs a call: NumPy arrays go to ``_cpu``, CUDA arrays to ``_cuda``.
 
+Both modules have one contract (``csrc/bindings/contract.h``): the same ``forward``/``backward``
+argument lists, caller-allocated outputs and workspace, the same validation. A ``Backend`` pairs
+a module with its array namespace (NumPy or CuPy), so ``fastrnn.ops`` allocates and calls alike
+on either device.
+
 A call runs on the CUDA backend when ``x`` exports ``__cuda_array_interface__`` (a CuPy array).
 That needs three things, and the error says which one is missing:
 
@@ -8,15 +13,15 @@ That needs three things, and the error says which one is missing:
 * the CUDA runtime sees a usable GPU (``CudaUnavailableError`` with the runtime's reason).
 
 All arrays of one call must live on one side: a NumPy array among CuPy arrays (or the reverse)
-raises ``TypeError``.
+raises ``TypeError``. ``fastrnn.cuda`` is the public face of this module's CUDA checks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import os
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -44,45 +49,69 @@ class CudaNotBuiltError(CudaUnavailableError):
     """This build of fastrnn has no CUDA module (``fastrnn._cuda``)."""
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    module: object
-    xp: object  # the array namespace (numpy or cupy, behind a same-device guard)
-
-
 def is_device_array(a) -> bool:
     return hasattr(a, "__cuda_array_interface__") and not isinstance(a, np.ndarray)
 
 
-class _Namespace:
-    """An array namespace (numpy or cupy) whose ``ascontiguousarray`` refuses the other side's
-    arrays with a clear ``TypeError`` (instead of an implicit transfer or a cryptic error)."""
+class Backend:
+    """A compiled module with the array namespace of its device.
 
-    def __init__(self, module, device: bool):
-        self._module = module
-        self._device = device
+    Attributes:
+        name: ``"cpu"`` or ``"cuda"``.
+        module: ``fastrnn._cpu`` or ``fastrnn._cuda`` (the one contract).
+        xp: ``numpy`` or ``cupy``.
+    """
 
-    def __getattr__(self, name):
-        return getattr(self._module, name)
+    def __init__(self, name: str, module, xp):
+        self.name = name
+        self.module = module
+        self.xp = xp
+        self.device = name == "cuda"
 
-    def ascontiguousarray(self, a):
-        if self._device and not is_device_array(a):
+    def prepare(self, a, name: str, dtype=None, *, own: bool = False):
+        """``a`` as an array this backend's module accepts: C order, aligned, native byte order.
+
+        With ``own``, the result never shares memory with ``a`` (a copy when needed), so a
+        caller who changes ``a`` later cannot change what was kept.
+
+        Raises:
+            TypeError: ``a`` lives on the other device than this call's ``x``.
+        """
+        if self.device != is_device_array(a):
+            if self.device:
+                raise TypeError(
+                    "mixing NumPy and CuPy arrays in one call: x is a CUDA array but "
+                    f"{name} is a {type(a).__module__}.{type(a).__name__}; move it to the GPU "
+                    "first (cupy.asarray)"
+                )
             raise TypeError(
-                "mixing NumPy and CuPy arrays in one call: x is a CUDA array but another "
-                f"argument is a {type(a).__module__}.{type(a).__name__}; move it to the GPU "
-                "first (cupy.asarray)"
+                "mixing NumPy and CuPy arrays in one call: x is a NumPy array but "
+                f"{name} is a CUDA array ({type(a).__module__}.{type(a).__name__}); pass x as a "
+                "CuPy array too, or copy the others to the host (.get())"
             )
-        if not self._device and is_device_array(a):
-            raise TypeError(
-                "mixing NumPy and CuPy arrays in one call: x is a NumPy array but another "
-                f"argument is a CUDA array ({type(a).__module__}.{type(a).__name__}); pass x "
-                "as a CuPy array too, or copy the others to the host (.get())"
-            )
-        return self._module.ascontiguousarray(a)
+        if self.device:
+            out = self.xp.ascontiguousarray(a, dtype=dtype)
+        else:
+            if not a.dtype.isnative:  # e.g. big-endian data read from a file
+                a = a.astype(a.dtype.newbyteorder("="))
+            out = np.require(a, dtype=dtype, requirements=("C", "A"))
+        if own and (out is a or out.base is not None):
+            out = out.copy()
+        return out
+
+    def empty(self, shape, dtype):
+        return self.xp.empty(shape, dtype)
+
+    def stream(self) -> int:
+        """The stream a call is enqueued on: CuPy's current stream (0 on the CPU)."""
+        return self.xp.cuda.get_current_stream().ptr if self.device else 0
+
+    def on_device_of(self, x):
+        """A context that makes ``x``'s GPU current (nothing on the CPU)."""
+        return self.xp.cuda.Device(x.device.id) if self.device else contextlib.nullcontext()
 
 
-CPU = Backend("cpu", _cpu, _Namespace(np, device=False))
+CPU = Backend("cpu", _cpu, np)
 
 
 def _import_cuda_module():
@@ -111,9 +140,7 @@ def _cuda_backend() -> Backend:
         raise CudaUnavailableError(
             "fastrnn._cuda is built but finds no usable GPU: " + ext.device_status()
         )
-    from fastrnn._cuda_ops import CudaModule
-
-    return Backend("cuda", CudaModule(ext, cupy), _Namespace(cupy, device=True))
+    return Backend("cuda", ext, cupy)
 
 
 def cuda_status() -> str:

@@ -4,8 +4,11 @@
 arguments, same results), so a test can swap the two modules.
 
 Dtype rules: ``x`` must be float32 or float64, and every weight, initial state and dropout mask
-must have the same dtype (else ``TypeError``); ``mask`` must be bool. Arrays of any strides are
-accepted (copied to C order when needed). Inputs are never modified.
+must have the same dtype (else ``TypeError``); ``mask`` must be bool. Arrays of any layout are
+accepted — any strides, unaligned, either byte order, unpickled — and copied to what the kernels
+take only when needed. Inputs are never modified. A training forward keeps its own copies of the
+inputs in ``ctx`` (never views of yours), so changing an input between forward and backward does
+not change the gradients.
 
 Empty sizes: ``T == 0`` returns outputs of shape ``(0, B, H)`` and the initial states (zeros
 when none) as final states; ``B == 0`` returns empty arrays. ``I == 0`` or ``H == 0`` raise
@@ -18,8 +21,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 from fastrnn import _backend
 from fastrnn._cells import CELLS, RNNGradients
@@ -44,11 +45,15 @@ __all__ = [
 
 @dataclass
 class KernelContext:
-    """What a training forward keeps for its backward (arrays are the kernel's own copies)."""
+    """What a training forward keeps for its backward.
+
+    The arrays in ``args`` are the call's own copies (never views of the caller's arrays), so
+    changing an input or a weight between forward and backward cannot change the gradients.
+    """
 
     cell: str
     args: dict
-    workspace: np.ndarray
+    workspace: object
     num_states: int
     backend: object
 
@@ -72,48 +77,62 @@ def _forward(
 ):
     spec = CELLS[cell]
     backend = _backend.for_array(x)
-    x = as_float_array(x, "x", backend=backend, contiguous=False)  # copied after the size checks
-    dtype = x.dtype
+    own = bool(training)  # a training call keeps its inputs for backward: never the caller's
+    x = as_float_array(x, "x", backend=backend, prepare=False)  # copied after the size checks
     check_activation(activation, "activation")
     check_activation(recurrent_activation, "recurrent_activation")
     if x.ndim != 3:
         raise ValueError(f"x must be 3-D with shape (T, B, I) (time-major), got shape {x.shape}")
-    steps, batch, _ = x.shape
-    recurrent_kernel = as_float_array(
-        recurrent_kernel, "recurrent_kernel", dtype, backend, contiguous=False
-    )
+    steps, batch, features = x.shape
+    recurrent_kernel = as_float_array(recurrent_kernel, "recurrent_kernel", prepare=False)
     if recurrent_kernel.ndim != 2:
         raise ValueError(
             f"recurrent_kernel must be 2-D with shape (H, {spec.gates}*H), "
             f"got shape {recurrent_kernel.shape}"
         )
     units = recurrent_kernel.shape[0]
-    check_sizes(steps, batch, spec.gates, units)
-    x = backend.xp.ascontiguousarray(x)
-    recurrent_kernel = backend.xp.ascontiguousarray(recurrent_kernel)
-    states = check_states(initial_state, spec, batch, units, dtype, backend)
+    check_sizes(steps, batch, features, spec.gates, units)
+    x = backend.prepare(x, "x", own=own)
+    dtype = x.dtype
     args = dict(
         cell=cell,
         x=x,
-        kernel=as_float_array(kernel, "kernel", dtype, backend),
-        recurrent_kernel=recurrent_kernel,
-        bias=optional_float_array(bias, "bias", dtype, backend),
-        h0=states[0],
-        c0=states[1] if len(states) > 1 else None,
-        mask=optional_mask(mask, backend),
-        dropout_mask=optional_float_array(dropout_mask, "dropout_mask", dtype, backend),
+        kernel=as_float_array(kernel, "kernel", dtype, backend, own=own),
+        recurrent_kernel=as_float_array(
+            recurrent_kernel, "recurrent_kernel", dtype, backend, own=own
+        ),
+        bias=optional_float_array(bias, "bias", dtype, backend, own=own),
+        mask=optional_mask(mask, backend, own=own),
+        dropout_mask=optional_float_array(dropout_mask, "dropout_mask", dtype, backend, own=own),
         recurrent_dropout_mask=optional_float_array(
-            recurrent_dropout_mask, "recurrent_dropout_mask", dtype, backend
+            recurrent_dropout_mask, "recurrent_dropout_mask", dtype, backend, own=own
         ),
         activation=activation,
         recurrent_activation=recurrent_activation,
         reset_after=bool(reset_after),
         go_backwards=bool(go_backwards),
     )
-    outputs, h_last, c_last, workspace = backend.module.forward(**args, training=bool(training))
-    final_states = [h_last] if c_last is None else [h_last, c_last]
-    ctx = KernelContext(cell, args, workspace, len(final_states), backend)
-    return outputs, final_states, (ctx if training else None)
+    states = check_states(initial_state, spec, batch, units, dtype, backend, own=own)
+    args["h0"] = states[0]
+    args["c0"] = states[1] if len(states) > 1 else None
+    module = backend.module
+    with backend.on_device_of(x):
+        outputs = backend.empty((steps, batch, units), dtype)
+        final_states = [backend.empty((batch, units), dtype) for _ in range(spec.num_states)]
+        workspace = None
+        if training:
+            size = module.workspace_size(cell, steps, batch, units, args["reset_after"])
+            workspace = backend.empty((size,), dtype)
+        module.forward(
+            **args,
+            outputs=outputs,
+            h_last=final_states[0],
+            c_last=final_states[1] if spec.num_states > 1 else None,
+            workspace=workspace,
+            stream=backend.stream(),
+        )
+    ctx = KernelContext(cell, args, workspace, spec.num_states, backend) if training else None
+    return outputs, final_states, ctx
 
 
 def _backward(ctx, d_outputs, d_final_states, cell: str) -> RNNGradients:
@@ -129,9 +148,11 @@ def _backward(ctx, d_outputs, d_final_states, cell: str) -> RNNGradients:
     if ctx.cell != cell:
         raise ValueError(f"ctx comes from {ctx.cell}_forward, not {cell}_forward")
     backend, args = ctx.backend, ctx.args
-    dtype = args["x"].dtype
-    steps, batch, _ = args["x"].shape
+    x = args["x"]
+    dtype = x.dtype
+    steps, batch, features = x.shape
     units = args["recurrent_kernel"].shape[0]
+    gh = args["recurrent_kernel"].shape[1]
     d_outputs = optional_float_array(d_outputs, "d_outputs", dtype, backend)
     if d_outputs is not None and d_outputs.shape != (steps, batch, units):
         raise ValueError(
@@ -151,15 +172,29 @@ def _backward(ctx, d_outputs, d_final_states, cell: str) -> RNNGradients:
                 f"d_final_states[{k}] must have shape (B, H) = {(batch, units)}, got {d.shape}"
             )
         d_states.append(d)
-    dx, dk, drk, db, dh0, dc0 = backend.module.backward(
-        **args,
-        workspace=ctx.workspace,
-        d_outputs=d_outputs,
-        d_h_last=d_states[0],
-        d_c_last=d_states[1] if len(d_states) > 1 else None,
-    )
-    dinitial = [dh0] if dc0 is None else [dh0, dc0]
-    return RNNGradients(dx, dk, drk, db, dinitial)
+    with backend.on_device_of(x):
+        grads = RNNGradients(
+            dx=backend.empty((steps, batch, features), dtype),
+            dkernel=backend.empty((features, gh), dtype),
+            drecurrent_kernel=backend.empty((units, gh), dtype),
+            dbias=None if args["bias"] is None else backend.empty(args["bias"].shape, dtype),
+            dinitial_state=[backend.empty((batch, units), dtype) for _ in range(ctx.num_states)],
+        )
+        backend.module.backward(
+            **args,
+            workspace=ctx.workspace,
+            d_outputs=d_outputs,
+            d_h_last=d_states[0],
+            d_c_last=d_states[1] if len(d_states) > 1 else None,
+            dx=grads.dx,
+            dkernel=grads.dkernel,
+            drecurrent_kernel=grads.drecurrent_kernel,
+            dbias=grads.dbias,
+            dh0=grads.dinitial_state[0],
+            dc0=grads.dinitial_state[1] if ctx.num_states > 1 else None,
+            stream=backend.stream(),
+        )
+    return grads
 
 
 def simple_rnn_forward(

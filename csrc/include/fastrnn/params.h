@@ -10,25 +10,21 @@
 #include <cstdint>
 
 #include "fastrnn/activations.h"
+#include "fastrnn/cells.h"
 #include "fastrnn/config.h"
 
 namespace fastrnn {
 
-enum class CellKind : int { SimpleRNN = 0, LSTM = 1, GRU = 2 };
-
-static inline int gate_count(CellKind cell) {
-  return cell == CellKind::LSTM ? 4 : (cell == CellKind::GRU ? 3 : 1);
-}
-
 struct CellConfig {
   CellKind cell = CellKind::SimpleRNN;
+  CellId id = CellId::SimpleRNN;  // cell_id(cell, reset_after): what the kernels run
   Activation activation = Activation::Tanh;
   Activation recurrent_activation = Activation::Sigmoid;
   bool reset_after = true;  // GRU only
   bool go_backwards = false;
   index_t T = 0, B = 0, I = 0, H = 0;
-  int G = 1;
-  int num_threads = 1;
+  int G = 1;            // gate_count(cell)
+  int num_threads = 1;  // CPU: threads the kernels may use
 };
 
 template <typename S>

@@ -1,0 +1,72 @@
+// Per-ISA building blocks of the CPU kernels: vector type, scratch carving and
+// the packing of the recurrent weights. Included inside the ISA namespace by
+// rnn_kernels.h (see there for FASTRNN_VEC_BYTES and friends), so every type and
+// function here exists once per ISA.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+
+#include "fastrnn/config.h"
+
+namespace fastrnn::cpu::FASTRNN_ISA_NS {
+
+template <typename T>
+struct Simd {
+  static constexpr int VL = FASTRNN_VEC_BYTES / (int)sizeof(T);  // lanes per vector
+  typedef T V __attribute__((vector_size(FASTRNN_VEC_BYTES)));
+};
+
+// Carves typed buffers out of one block of memory (an arena lease, arena.h): each
+// 64-byte aligned, with a stagger between buffers so that no two share an offset
+// within a 4 KiB page. Run the same carving twice: first without memory, to learn
+// the size, then on the lease.
+class Carver {
+ public:
+  explicit Carver(char* base = nullptr) : base_(base) {}
+  template <typename T>
+  T* take(index_t n) {
+    offset_ = (offset_ + 63) / 64 * 64;
+    T* p = base_ ? reinterpret_cast<T*>(base_ + offset_) : nullptr;
+    offset_ += static_cast<std::size_t>(std::max<index_t>(n, 0)) * sizeof(T) + kStagger;
+    return p;
+  }
+  std::size_t size() const { return offset_ + 64; }
+
+ private:
+  static constexpr std::size_t kStagger = 320;  // 5 cache lines
+  char* base_;
+  std::size_t offset_ = 0;
+};
+
+// ---- packing ---------------------------------------------------------------
+// Gate panels of R (K x ld, gate blocks of H columns): out[u][k][g][l] =
+// R[k, (g0+g)*H + u*VL + l], zero past H. Forward's recurrent product reads one
+// panel per unit block, contiguously, every step.
+template <typename T>
+void pack_gate_panels(const T* R, index_t K, index_t ld, index_t H, int g0, int gc, T* out) {
+  constexpr int VL = Simd<T>::VL;
+  const index_t nblk = (H + VL - 1) / VL;
+  for (index_t u = 0; u < nblk; ++u)
+    for (index_t k = 0; k < K; ++k)
+      for (int g = 0; g < gc; ++g)
+        for (int l = 0; l < VL; ++l) {
+          const index_t j = u * VL + l;
+          *out++ = j < H ? R[k * ld + (g0 + g) * H + j] : T(0);
+        }
+}
+
+// Transposed panels for backward: out[u][k][l] = R[u*VL + l, k0 + k], zero past H.
+template <typename T>
+void pack_transposed_panels(const T* R, index_t ld, index_t H, index_t k0, index_t K, T* out) {
+  constexpr int VL = Simd<T>::VL;
+  const index_t nblk = (H + VL - 1) / VL;
+  for (index_t u = 0; u < nblk; ++u)
+    for (index_t k = 0; k < K; ++k)
+      for (int l = 0; l < VL; ++l) {
+        const index_t j = u * VL + l;
+        *out++ = j < H ? R[j * ld + k0 + k] : T(0);
+      }
+}
+
+}  // namespace fastrnn::cpu::FASTRNN_ISA_NS

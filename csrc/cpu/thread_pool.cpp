@@ -1,0 +1,312 @@
+// The CPU kernels' worker threads: see thread_pool.h for what they guarantee.
+//
+// A call publishes a job in one of a few job slots and wakes the workers; each
+// participant (the caller is one) runs the phases in order: its own range of
+// blocks first, then blocks stolen from the other ranges, then a wait until every
+// block of the phase is done. Counters only grow: range r's blocks of phase p are
+// its claims number p*len_r ... (p+1)*len_r - 1, so nothing is reset between
+// phases. A slot is reused only when no worker holds a reference to it, and a
+// worker reads a job only after checking that the slot still serves it, so a
+// straggler from an old call never touches a new one.
+#include "thread_pool.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <climits>
+#include <mutex>
+#include <system_error>
+#include <thread>
+#include <vector>
+
+namespace fastrnn::cpu {
+namespace {
+
+constexpr int kSlots = 4;                 // job slots (2 bits of `published`)
+constexpr int64_t kYieldAfterNs = 20000;  // phase-end wait spun before yielding the core
+constexpr int64_t kStallNs = 500000;      // a wait this long beyond a block's time: a stall
+constexpr int kStallsForSolo = 2;         // stalls in one call before the caller goes on alone
+constexpr int64_t kIdleSpinNs = 50000;    // workers spin this long for the next job, then sleep
+constexpr int kBackoffFirst = 8;          // single-threaded calls after a call that went solo
+constexpr int kBackoffMax = 1024;
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+void futex_wait(std::atomic<uint32_t>* word, uint32_t expected) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAIT_PRIVATE, expected, nullptr,
+          nullptr, 0);
+#else
+  while (word->load() == expected) std::this_thread::yield();
+#endif
+}
+
+void futex_wake_all(std::atomic<uint32_t>* word) {
+#if defined(__linux__)
+  syscall(SYS_futex, reinterpret_cast<uint32_t*>(word), FUTEX_WAKE_PRIVATE, INT_MAX, nullptr,
+          nullptr, 0);
+#else
+  (void)word;
+#endif
+}
+
+struct alignas(64) Range {
+  std::atomic<int64_t> claimed{0};  // blocks of this range claimed, all phases so far
+  std::atomic<int64_t> done{0};     // blocks of this range finished, all phases so far
+  int64_t begin = 0, len = 0;       // the range: blocks [begin, begin + len) of every phase
+};
+
+struct alignas(64) JobSlot {
+  std::atomic<int> refs{0};      // workers looking at this slot
+  std::atomic<uint64_t> gen{0};  // the job generation it serves; 0 when finished
+  // The job (written by the caller before publishing; read by workers after checking gen).
+  detail::TaskFn fn = nullptr;
+  const void* ctx = nullptr;
+  int64_t phases = 0, blocks = 0;
+  int nranges = 0, nthreads = 0;
+  alignas(64) std::atomic<int> next_slot{1};       // worker slots handed out: 1, 2, ...
+  alignas(64) std::atomic<int64_t> phase_hint{0};  // phases before it are done (late joiners)
+  std::atomic<bool> solo{false};                   // the caller finishes alone
+  Range ranges[kMaxThreads];
+};
+
+// First unclaimed block of range r in phase p, or -1.
+inline int64_t claim(Range& r, int64_t p) {
+  const int64_t end = (p + 1) * r.len;
+  int64_t c = r.claimed.load(std::memory_order_relaxed);
+  while (c < end) {
+    if (r.claimed.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed))
+      return r.begin + (c - p * r.len);
+  }
+  return -1;
+}
+
+inline bool phase_done(const JobSlot& js, int64_t p) {
+  for (int r = 0; r < js.nranges; ++r)
+    if (js.ranges[r].done.load(std::memory_order_acquire) < (p + 1) * js.ranges[r].len)
+      return false;
+  return true;
+}
+
+// Runs one participant through the job. Returns true if the caller went solo.
+bool participate(JobSlot& js, int slot, bool caller) {
+  const Worker w{slot};
+  const int own = slot < js.nranges ? slot : -1;
+  int stalls = 0;
+  int64_t block_ns = 0;  // the caller's longest time per block so far (stall threshold)
+  for (int64_t p = std::max<int64_t>(0, js.phase_hint.load(std::memory_order_acquire));
+       p < js.phases; ++p) {
+    if (phase_done(js, p)) continue;
+    const int64_t t0 = caller ? now_ns() : 0;
+    int64_t ran = 0;
+    for (int k = 0; k < js.nranges; ++k) {
+      const int r = own >= 0 ? (own + k) % js.nranges : k;
+      Range& range = js.ranges[r];
+      while (caller || !js.solo.load(std::memory_order_relaxed)) {
+        const int64_t b = claim(range, p);
+        if (b < 0) break;
+        js.fn(js.ctx, w, p, b);
+        range.done.fetch_add(1, std::memory_order_release);
+        ++ran;
+      }
+    }
+    int64_t wait_start = 0;
+    bool counted = false;
+    if (caller && ran > 0) {
+      wait_start = now_ns();
+      block_ns = std::max(block_ns, (wait_start - t0) / ran);
+    }
+    for (unsigned spin = 0; !phase_done(js, p); ++spin) {
+      if (!caller && js.solo.load(std::memory_order_relaxed)) return false;
+      cpu_relax();
+      if ((spin & 31) != 31) continue;
+      const int64_t t = now_ns();
+      if (wait_start == 0) wait_start = t;
+      const int64_t waited = t - wait_start;
+      if (waited > kYieldAfterNs) sched_yield();
+      if (caller && !counted && waited > kStallNs + 4 * block_ns) {
+        counted = true;
+        if (++stalls >= kStallsForSolo) js.solo.store(true, std::memory_order_relaxed);
+      }
+    }
+    if (caller) js.phase_hint.store(p + 1, std::memory_order_release);
+  }
+  return caller && js.solo.load(std::memory_order_relaxed);
+}
+
+class Pool {
+ public:
+  // Runs a job on the workers and the caller; false if it could not (the caller runs it inline).
+  bool run(int threads, int64_t phases, int64_t blocks, detail::TaskFn fn, const void* ctx) {
+    if (backoff_left_.load(std::memory_order_relaxed) > 0) {
+      backoff_left_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    std::unique_lock<std::mutex> busy(busy_, std::try_to_lock);
+    if (!busy.owns_lock()) return false;  // another thread's call has the workers
+    threads = std::min<int64_t>({threads, kMaxThreads, blocks});
+    threads = std::min(threads, 1 + ensure_workers(threads - 1));
+    if (threads <= 1) return false;
+    JobSlot* js = nullptr;
+    int s = 0;
+    for (int k = 1; k <= kSlots && !js; ++k) {
+      s = (last_slot_ + k) % kSlots;
+      if (slots_[s].refs.load(std::memory_order_acquire) == 0) js = &slots_[s];
+    }
+    if (!js) return false;  // stragglers still hold every slot
+    last_slot_ = s;
+    const uint64_t gen = ++generation_;
+    js->fn = fn;
+    js->ctx = ctx;
+    js->phases = phases;
+    js->blocks = blocks;
+    js->nranges = threads;
+    js->nthreads = threads;
+    for (int r = 0; r < threads; ++r) {
+      Range& range = js->ranges[r];
+      range.begin = blocks * r / threads;
+      range.len = blocks * (r + 1) / threads - range.begin;
+      range.claimed.store(0, std::memory_order_relaxed);
+      range.done.store(0, std::memory_order_relaxed);
+    }
+    js->next_slot.store(1, std::memory_order_relaxed);
+    js->phase_hint.store(0, std::memory_order_relaxed);
+    js->solo.store(false, std::memory_order_relaxed);
+    js->gen.store(gen, std::memory_order_release);
+    published_.store(gen << 2 | (uint64_t)s);
+    wake_seq_.fetch_add(1);
+    if (sleepers_.load() > 0) futex_wake_all(&wake_seq_);
+
+    const bool went_solo = participate(*js, 0, true);
+    js->gen.store(0, std::memory_order_release);  // stragglers leave without reading the job
+    if (went_solo) {
+      backoff_ = std::min(kBackoffMax, backoff_ ? backoff_ * 2 : kBackoffFirst);
+      backoff_left_.store(backoff_, std::memory_order_relaxed);
+    } else {
+      backoff_ = 0;
+    }
+    return true;
+  }
+
+ private:
+  // Starts workers until there are n (or thread creation fails); returns how many there are.
+  int ensure_workers(int n) {
+    while ((int)workers_.size() < n) {
+      try {
+        workers_.push_back(new std::thread([this] { worker_main(); }));
+      } catch (const std::system_error&) {
+        break;  // the system refuses more threads: use those there are
+      }
+    }
+    return (int)workers_.size();
+  }
+
+  void worker_main() {
+    uint64_t seen = 0;
+    for (;;) {
+      uint64_t pub = published_.load(std::memory_order_acquire);
+      if ((pub >> 2) == seen) {
+        const int64_t start = now_ns();
+        for (unsigned spin = 0; (pub >> 2) == seen; ++spin) {
+          cpu_relax();
+          pub = published_.load(std::memory_order_acquire);
+          if ((spin & 63) == 63 && now_ns() - start > kIdleSpinNs) break;
+        }
+        if ((pub >> 2) == seen) {
+          sleepers_.fetch_add(1);
+          const uint32_t ticket = wake_seq_.load();
+          if ((published_.load() >> 2) == seen) futex_wait(&wake_seq_, ticket);
+          sleepers_.fetch_sub(1);
+          continue;
+        }
+      }
+      seen = pub >> 2;
+      JobSlot& js = slots_[pub & (kSlots - 1)];
+      js.refs.fetch_add(1, std::memory_order_acq_rel);
+      if (js.gen.load(std::memory_order_acquire) == seen) {
+        const int slot = js.next_slot.fetch_add(1, std::memory_order_relaxed);
+        if (slot < js.nthreads) participate(js, slot, false);
+      }
+      js.refs.fetch_sub(1, std::memory_order_release);
+    }
+  }
+
+  std::mutex busy_;
+  std::vector<std::thread*> workers_;  // never joined: they live as long as the process
+  JobSlot slots_[kSlots];
+  int last_slot_ = 0;
+  uint64_t generation_ = 0;
+  int backoff_ = 0;
+  std::atomic<int> backoff_left_{0};
+  alignas(64) std::atomic<uint64_t> published_{0};  // generation << 2 | slot of the newest job
+  alignas(64) std::atomic<uint32_t> wake_seq_{0};
+  std::atomic<int> sleepers_{0};
+};
+
+std::atomic<Pool*> g_pool{nullptr};
+std::mutex g_pool_init;
+
+// In a child created by fork() the parent's workers do not exist: forget the pool (it is
+// leaked on purpose: its threads' objects cannot be destroyed) and start a new one on demand.
+void reset_pool_in_child() { g_pool.store(nullptr); }
+
+Pool& pool() {
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p) return *p;
+  std::lock_guard<std::mutex> lock(g_pool_init);
+  p = g_pool.load(std::memory_order_acquire);
+  if (!p) {
+    static std::once_flag once;
+    std::call_once(once, [] { pthread_atfork(nullptr, nullptr, reset_pool_in_child); });
+    p = new Pool();  // never deleted: workers may be waiting in it until the process exits
+    g_pool.store(p, std::memory_order_release);
+  }
+  return *p;
+}
+
+}  // namespace
+
+int available_cpus() {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
+#endif
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+namespace detail {
+
+void run_phases_erased(int threads, index_t phases, index_t blocks, TaskFn fn, const void* ctx) {
+  if (pool().run(threads, phases, blocks, fn, ctx)) return;
+  const Worker w{0};
+  for (index_t p = 0; p < phases; ++p)
+    for (index_t b = 0; b < blocks; ++b) fn(ctx, w, p, b);
+}
+
+}  // namespace detail
+}  // namespace fastrnn::cpu
