@@ -67,7 +67,7 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
     zeros = cv.take<T>(H);
     ones = cv.take<T>(H);
     hd_all = cv.take<T>(TB * H);
-    xd = cv.take<T>(p.dropout_mask ? TB * I : 0);
+    xd = cv.take<T>(p.dropout_mask || p.mask ? TB * I : 0);
   };
   Carver sizing;
   carve(sizing);
@@ -147,11 +147,12 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
           }
         });
       }
-    } else {  // (b)
+    } else {  // (b); a masked row passed its state gradients through unchanged
       const T* dgr = dg_rec + t * B * GH;
       for_row_blocks<T, 1>(B, dgr, GH, rt + u * GC * H * VL, GC * H, tile,
                            [&](index_t b0, int rows) {
                              for (int m = 0; m < rows; ++m) {
+                               if (mrow && !mrow[b0 + m]) continue;
                                const BackwardRow<T> r = row_of(b0 + m);
 #pragma GCC ivdep
                                for (int l = 0; l < lanes; ++l)
@@ -165,11 +166,17 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
 
   // Weight gradients and dx as large products over all steps (rows t*B + b).
   const int nth = p.num_threads;
-  run_tasks(nth, Tn, [&](const Worker&, index_t s) {  // hd_prev of the step that consumed x[t]
+  // hd_prev of the step that consumed x[t]; zero where the step skipped the row (masked),
+  // which therefore contributes nothing to the weight gradients.
+  run_tasks(nth, Tn, [&](const Worker&, index_t s) {
+    const index_t t = time_of(p, s);
     const T* hp = state_at(s - 1);
-    T* dst = hd_all + time_of(p, s) * BH;
+    const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
+    T* dst = hd_all + t * BH;
     for (index_t e = 0; e < BH; ++e)
-      dst[e] = (hp ? hp[e] : T(0)) * (rdrop ? p.recurrent_dropout_mask[e] : T(1));
+      dst[e] = (mrow && !mrow[e / H])
+                   ? T(0)
+                   : (hp ? hp[e] : T(0)) * (rdrop ? p.recurrent_dropout_mask[e] : T(1));
   });
   if constexpr (Cell::second_product) {
     fastrnn::detail::parallel_gemm(true, false, H, 2 * H, TB, hd_all, H, dg_in, GH,
@@ -184,13 +191,14 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
                                    p.drecurrent_kernel, GH, nth);
   }
   const T* x = p.x;
-  if (p.dropout_mask) {
-    apply_dropout_rows(p.x, p.dropout_mask, TB, B, I, xd, nth);
+  if (p.dropout_mask || p.mask) {
+    input_rows(p.x, p.dropout_mask, p.mask, TB, B, I, xd, nth);
     x = xd;
   }
   fastrnn::detail::parallel_gemm(true, false, I, GH, TB, x, I, dg_in, GH, p.dkernel, GH, nth);
   fastrnn::detail::parallel_gemm(false, true, TB, I, GH, dg_in, GH, p.kernel, GH, p.dx, I, nth);
-  if (p.dropout_mask) apply_dropout_rows(p.dx, p.dropout_mask, TB, B, I, p.dx, nth);
+  if (p.dropout_mask || p.mask)  // a skipped (masked) step did not read x: its dx is zero
+    input_rows(p.dx, p.dropout_mask, p.mask, TB, B, I, p.dx, nth);
   if (p.dbias) {
     column_sums(dg_in, TB, GH, GH, p.dbias, nth);
     if constexpr (Cell::separate_rec) column_sums(dg_rec, TB, GH, GH, p.dbias + GH, nth);

@@ -40,15 +40,24 @@ inline int step_threads(const CellConfig& c, index_t nblk) {
 // Input time index of processing step s.
 inline index_t time_of(const CellConfig& c, index_t s) { return c.go_backwards ? c.T - 1 - s : s; }
 
-// dst (T*B, I) = X * dropout mask (row r uses mask row r % B), in row chunks.
+// dst (T*B, I) = x * dropout mask (row r uses mask row r % B; none: 1), with the rows of
+// masked steps zeroed when `steps` (T*B, input time order) is given: a masked step does not
+// read its input, so NaN padding reaches no weight gradient. In row chunks; dst may be x.
 template <typename T>
-void apply_dropout_rows(const T* x, const T* mask, index_t rows, index_t B, index_t I, T* dst,
-                        int threads) {
+void input_rows(const T* x, const T* dropout, const std::uint8_t* steps, index_t rows, index_t B,
+                index_t I, T* dst, int threads) {
   constexpr index_t kChunk = 64;
   run_tasks(threads, (rows + kChunk - 1) / kChunk, [&](const Worker&, index_t c) {
     for (index_t r = c * kChunk; r < std::min(rows, (c + 1) * kChunk); ++r) {
-      const T* m = mask + (r % B) * I;
-      for (index_t i = 0; i < I; ++i) dst[r * I + i] = x[r * I + i] * m[i];
+      T* out = dst + r * I;
+      if (steps && !steps[r]) {
+        std::fill(out, out + I, T(0));
+      } else if (dropout) {
+        const T* m = dropout + (r % B) * I;
+        for (index_t i = 0; i < I; ++i) out[i] = x[r * I + i] * m[i];
+      } else if (out != x + r * I) {
+        std::copy(x + r * I, x + (r + 1) * I, out);
+      }
     }
   });
 }
@@ -96,7 +105,7 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
   // (1) input projection for every step.
   const T* x = p.x;
   if (p.dropout_mask) {
-    apply_dropout_rows(p.x, p.dropout_mask, Tn * B, B, I, xd, p.num_threads);
+    input_rows(p.x, p.dropout_mask, (const std::uint8_t*)nullptr, Tn * B, B, I, xd, p.num_threads);
     x = xd;
   }
   fastrnn::detail::parallel_gemm(false, false, Tn * B, GH, I, x, I, p.kernel, GH, xp, GH,

@@ -96,13 +96,19 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// out (rows, cols) = x * dropout[r % mask_rows] (none: 1), rows r with steps[r] == 0 zeroed.
 template <typename T>
-__global__ void scale_rows_kernel(const T* __restrict__ x, const T* __restrict__ mask, index_t rows,
+__global__ void input_rows_kernel(const T* __restrict__ x, const T* __restrict__ dropout,
+                                  const std::uint8_t* __restrict__ steps, index_t rows,
                                   index_t cols, index_t mask_rows, T* __restrict__ out) {
-  const index_t n = rows * cols, mask_size = mask_rows * cols;
+  const index_t n = rows * cols;
   for (index_t e = (index_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
-       e += (index_t)gridDim.x * blockDim.x)
-    out[e] = x[e] * mask[e % mask_size];  // row r uses mask row r % mask_rows
+       e += (index_t)gridDim.x * blockDim.x) {
+    const index_t r = e / cols;
+    T v = x[e];
+    if (dropout) v *= dropout[(r % mask_rows) * cols + e % cols];
+    out[e] = (steps && !steps[r]) ? T(0) : v;
+  }
 }
 
 // out[n] (N) = sum over rows r of x[r * ld + n]: a block of 256 threads per 32 columns,
@@ -148,11 +154,12 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const T* 
 }
 
 template <typename T>
-void scale_rows_by_mask(const T* x, const T* mask, index_t rows, index_t cols, index_t mask_rows,
-                        T* out, cudaStream_t stream) {
+void input_rows(const T* x, const T* dropout, const std::uint8_t* steps, index_t rows, index_t cols,
+                index_t mask_rows, T* out, cudaStream_t stream) {
   const index_t n = rows * cols;
   if (n <= 0) return;
-  scale_rows_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(x, mask, rows, cols, mask_rows, out);
+  input_rows_kernel<T>
+      <<<blocks_for(n), kThreads, 0, stream>>>(x, dropout, steps, rows, cols, mask_rows, out);
   FASTRNN_CUDA_CHECK_LAUNCH();
 }
 
@@ -167,10 +174,10 @@ template void gemm<float>(bool, bool, index_t, index_t, index_t, const float*, i
                           const float*, index_t, float*, index_t, cudaStream_t);
 template void gemm<double>(bool, bool, index_t, index_t, index_t, const double*, index_t,
                            const double*, index_t, double*, index_t, cudaStream_t);
-template void scale_rows_by_mask<float>(const float*, const float*, index_t, index_t, index_t,
-                                        float*, cudaStream_t);
-template void scale_rows_by_mask<double>(const double*, const double*, index_t, index_t, index_t,
-                                         double*, cudaStream_t);
+template void input_rows<float>(const float*, const float*, const std::uint8_t*, index_t, index_t,
+                                index_t, float*, cudaStream_t);
+template void input_rows<double>(const double*, const double*, const std::uint8_t*, index_t,
+                                 index_t, index_t, double*, cudaStream_t);
 template void column_sums<float>(const float*, index_t, index_t, index_t, float*, cudaStream_t);
 template void column_sums<double>(const double*, index_t, index_t, index_t, double*, cudaStream_t);
 

@@ -147,20 +147,27 @@ __global__ void __launch_bounds__(32 * kRowGroups) backward_recurrent_kernel(con
 #pragma unroll
   for (int m = 0; m < kRows; ++m) {
     if (m >= rows) break;
+    if (a.mrow && !a.mrow[b0 + m]) continue;  // a masked row passed its gradients through
     accumulate_dh(Cell{}, row_of<Cell>(a, b0 + m), j, acc[m][0]);
   }
 }
 
 // dst[t] (B, H) = src of processing step s = time_of(t), times rmask, for every input time t:
 // hd_all (src = state before step s; shift = 1) or rhd_all (src = workspace rh_s; shift = 0).
+// Rows the step skipped (mask False) are zero: they contribute nothing to the weight gradients.
 template <typename T>
-__global__ void gather_by_time_kernel(index_t Tn, index_t BH, bool go_backwards,
+__global__ void gather_by_time_kernel(index_t Tn, index_t BH, index_t H, bool go_backwards,
                                       const T* __restrict__ steps, const T* __restrict__ first,
-                                      int shift, const T* __restrict__ rmask, T* __restrict__ dst) {
+                                      int shift, const T* __restrict__ rmask,
+                                      const std::uint8_t* __restrict__ mask, T* __restrict__ dst) {
   const index_t n = Tn * BH;
   for (index_t idx = (index_t)blockIdx.x * blockDim.x + threadIdx.x; idx < n;
        idx += (index_t)gridDim.x * blockDim.x) {
     const index_t t = idx / BH, e = idx % BH;
+    if (mask && !mask[t * (BH / H) + e / H]) {
+      dst[idx] = T(0);
+      continue;
+    }
     const index_t s = (go_backwards ? Tn - 1 - t : t) - shift;  // step whose value is read
     T v = s >= 0 ? steps[s * BH + e] : (first ? first[e] : T(0));
     if (rmask) v *= rmask[e];
@@ -184,7 +191,7 @@ void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
   T *carry = nullptr, *dc = nullptr, *d_rhd = nullptr, *hd_all = nullptr, *rhd_all = nullptr;
   T *zeros = nullptr, *ones = nullptr;
   auto carve = [&](Carver& cv) {
-    xd = cv.take<T>(p.dropout_mask ? TB * I : 0);
+    xd = cv.take<T>(p.dropout_mask || p.mask ? TB * I : 0);
     dg_in = cv.take<T>(TB * GH);
     dg_rec = Cell::separate_rec ? cv.take<T>(TB * GH) : nullptr;
     rt = cv.take<T>(GH * H);
@@ -251,14 +258,15 @@ void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
   // Weight gradients and dx over all steps (rows t*B + b).
   if (TB * H > 0) {
     gather_by_time_kernel<T><<<blocks_for(TB * H), kThreads, 0, stream>>>(
-        Tn, BH, p.go_backwards, W + ws.states, p.h0, 1, p.recurrent_dropout_mask, hd_all);
+        Tn, BH, H, p.go_backwards, W + ws.states, p.h0, 1, p.recurrent_dropout_mask, p.mask,
+        hd_all);
     FASTRNN_CUDA_CHECK_LAUNCH();
   }
   if constexpr (Cell::second_product) {
     gemm<T>(true, false, H, 2 * H, TB, hd_all, H, dg_in, GH, p.drecurrent_kernel, GH, stream);
     if (TB * H > 0) {
       gather_by_time_kernel<T><<<blocks_for(TB * H), kThreads, 0, stream>>>(
-          Tn, BH, p.go_backwards, W + ws.rh, nullptr, 0, nullptr, rhd_all);
+          Tn, BH, H, p.go_backwards, W + ws.rh, nullptr, 0, nullptr, p.mask, rhd_all);
       FASTRNN_CUDA_CHECK_LAUNCH();
     }
     gemm<T>(true, false, H, H, TB, rhd_all, H, dg_in + 2 * H, GH, p.drecurrent_kernel + 2 * H, GH,
@@ -267,13 +275,14 @@ void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
     gemm<T>(true, false, H, GH, TB, hd_all, H, dg_rec, GH, p.drecurrent_kernel, GH, stream);
   }
   const T* x = p.x;
-  if (p.dropout_mask) {
-    scale_rows_by_mask(p.x, p.dropout_mask, TB, I, B, xd, stream);
+  if (p.dropout_mask || p.mask) {
+    input_rows<T>(p.x, p.dropout_mask, p.mask, TB, I, B, xd, stream);
     x = xd;
   }
   gemm<T>(true, false, I, GH, TB, x, I, dg_in, GH, p.dkernel, GH, stream);
   gemm<T>(false, true, TB, I, GH, dg_in, GH, p.kernel, GH, p.dx, I, stream);
-  if (p.dropout_mask) scale_rows_by_mask(p.dx, p.dropout_mask, TB, I, B, p.dx, stream);
+  if (p.dropout_mask || p.mask)  // a skipped (masked) step did not read x: its dx is zero
+    input_rows<T>(p.dx, p.dropout_mask, p.mask, TB, I, B, p.dx, stream);
   if (p.dbias) {
     column_sums(dg_in, TB, GH, GH, p.dbias, stream);
     if constexpr (Cell::separate_rec) column_sums(dg_rec, TB, GH, GH, p.dbias + GH, stream);

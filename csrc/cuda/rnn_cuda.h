@@ -36,10 +36,12 @@ template <typename T>
 void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const T* A, index_t lda,
           const T* B, index_t ldb, T* C, index_t ldc, cudaStream_t stream);
 
-// out (rows, cols) = x (rows, cols) * mask[(r % mask_rows), c]: dropout of x or dx.
+// out (rows, cols) = x (rows, cols) * dropout[(r % mask_rows), c] (dropout of x or dx; none: 1),
+// with the rows r where steps[r] == 0 zeroed (masked steps do not read their input; steps is
+// the (T, B) mask in input time order, or null). out may be x.
 template <typename T>
-void scale_rows_by_mask(const T* x, const T* mask, index_t rows, index_t cols, index_t mask_rows,
-                        T* out, cudaStream_t stream);
+void input_rows(const T* x, const T* dropout, const std::uint8_t* steps, index_t rows, index_t cols,
+                index_t mask_rows, T* out, cudaStream_t stream);
 
 // out[n] = sum over rows r of x[r * ld + n] (the bias gradients).
 template <typename T>

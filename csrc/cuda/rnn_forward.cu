@@ -184,7 +184,7 @@ void forward_impl(const ForwardParams<T>& p, cudaStream_t stream) {
   // (1) input projection for every step.
   const T* x = p.x;
   if (p.dropout_mask) {
-    scale_rows_by_mask(p.x, p.dropout_mask, Tn * B, p.I, B, xd, stream);
+    input_rows<T>(p.x, p.dropout_mask, nullptr, Tn * B, p.I, B, xd, stream);
     x = xd;
   }
   gemm<T>(false, false, Tn * B, GH, p.I, x, p.I, p.kernel, GH, xp, GH, stream);

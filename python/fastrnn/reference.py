@@ -24,7 +24,9 @@ Sequence semantics (Keras 3):
       processing order (``outputs[s]`` is the step that consumed ``x[T-1-s]``); ``dx`` is returned
       in the input's own order.
     * ``mask (T, B)`` bool, in input order. Where ``mask[t, b]`` is False the states carry over
-      unchanged and the output repeats the previous step's output (zeros before the first step).
+      unchanged and the output repeats the previous step's output (zeros before the first step);
+      the step does not read ``x[t, b]``, so its gradient there is zero and whatever the padding
+      holds (even NaN) reaches no other gradient.
     * All arithmetic is done in ``x.dtype`` (float32 or float64). Inputs are never modified.
 """
 
@@ -446,6 +448,8 @@ class ReferenceContext:
         step_backward: the cell's backward step as the driver calls it.
         saved: one dict per processed step, in processing order.
         time_index: ``time_index[s]`` is the input time step consumed at processing step ``s``.
+        rows: ``rows[s]`` indexes the batch rows step ``s`` computed (all of them, a slice,
+            without a mask; else those whose mask is True).
         mask: (T, B) bool in input order, or None.
         dropout_mask: (B, I) or None.
         recurrent_dropout_mask: (B, H) or None.
@@ -460,6 +464,7 @@ class ReferenceContext:
     step_backward: StepBackward
     saved: list
     time_index: list
+    rows: list
     mask: np.ndarray | None
     dropout_mask: np.ndarray | None
     recurrent_dropout_mask: np.ndarray | None
@@ -501,26 +506,29 @@ def _sequence_forward(
 
     outputs = np.zeros((T, B, H), dtype)
     output_prev = np.zeros((B, H), dtype)  # Keras: the "previous output" before step 0 is zero.
-    saved_steps, time_index = [], []
+    saved_steps, time_index, step_rows = [], [], []
     for s in range(T):
         t = T - 1 - s if go_backwards else s
-        xd = x[t] if dropout_mask is None else x[t] * dropout_mask
-        hd_prev = (
-            states[0] if recurrent_dropout_mask is None else states[0] * recurrent_dropout_mask
-        )
-        states_new, saved = step_forward(xd, states, hd_prev)
-        if mask is None:
-            states = states_new
-            output = states_new[0]
-        else:
-            m = mask[t][:, None]  # (B, 1)
-            states = [np.where(m, new, old) for new, old in zip(states_new, states)]
-            output = np.where(m, states_new[0], output_prev)
+        # The rows this step computes: all, or those whose mask is True. A masked row is
+        # skipped: its states carry over, its output repeats the previous one, and it reads
+        # nothing, so nothing it holds (even NaN padding) reaches a gradient.
+        rows = slice(None) if mask is None else np.flatnonzero(mask[t])
+        xd = x[t][rows] if dropout_mask is None else x[t][rows] * dropout_mask[rows]
+        hd_prev = states[0][rows]
+        if recurrent_dropout_mask is not None:
+            hd_prev = hd_prev * recurrent_dropout_mask[rows]
+        states_new, saved = step_forward(xd, [state[rows] for state in states], hd_prev)
+        states = [state.copy() for state in states]
+        for state, new in zip(states, states_new):
+            state[rows] = new
+        output = output_prev.copy()
+        output[rows] = states_new[0]
         outputs[s] = output
         output_prev = output
         if training:
             saved_steps.append(saved)
             time_index.append(t)
+            step_rows.append(rows)
 
     ctx = None
     if training:
@@ -528,6 +536,7 @@ def _sequence_forward(
             step_backward=step_backward,
             saved=saved_steps,
             time_index=time_index,
+            rows=step_rows,
             mask=mask,
             dropout_mask=dropout_mask,
             recurrent_dropout_mask=recurrent_dropout_mask,
@@ -567,29 +576,27 @@ def _sequence_backward(
     dbias = None if ctx.bias_shape is None else np.zeros(ctx.bias_shape, dtype)
 
     for s in reversed(range(T)):
-        t = ctx.time_index[s]
+        t, rows = ctx.time_index[s], ctx.rows[s]
         d_output = d_output_carry if d_outputs is None else d_outputs[s] + d_output_carry
-        if ctx.mask is None:
-            d_new = [d_states[0] + d_output] + d_states[1:]
-            d_passthrough = [zeros_bh] * ctx.num_states
-            d_output_carry = zeros_bh
-        else:
-            m = ctx.mask[t][:, None]  # (B, 1)
-            d_new = [np.where(m, d_states[0] + d_output, zeros_bh)]
-            d_new += [np.where(m, d, zeros_bh) for d in d_states[1:]]
-            d_passthrough = [np.where(m, zeros_bh, d) for d in d_states]
-            d_output_carry = np.where(m, zeros_bh, d_output)
+        # Computed rows take the gradients reaching their new states and output; skipped
+        # (masked) rows pass their state gradients through unchanged and carry their output's
+        # gradient to the previous output, which they repeated.
+        d_new = [d_states[0][rows] + d_output[rows]] + [d[rows] for d in d_states[1:]]
+        d_output_carry = d_output.copy()
+        d_output_carry[rows] = 0
 
         dxd, d_states_prev, dhd_prev, dk, dr, db = ctx.step_backward(d_new, ctx.saved[s])
         dkernel += dk
         drecurrent_kernel += dr
         if dbias is not None:
             dbias += db
-        dx[t] = dxd if ctx.dropout_mask is None else dxd * ctx.dropout_mask
+        dx[t][rows] = dxd if ctx.dropout_mask is None else dxd * ctx.dropout_mask[rows]
         if ctx.recurrent_dropout_mask is not None:
-            dhd_prev = dhd_prev * ctx.recurrent_dropout_mask
-        d_states = [d_states_prev[0] + dhd_prev + d_passthrough[0]]
-        d_states += [d + p for d, p in zip(d_states_prev[1:], d_passthrough[1:])]
+            dhd_prev = dhd_prev * ctx.recurrent_dropout_mask[rows]
+        d_states = [d.copy() for d in d_states]
+        d_states[0][rows] = d_states_prev[0] + dhd_prev
+        for d, d_prev in zip(d_states[1:], d_states_prev[1:]):
+            d[rows] = d_prev
     # d_output_carry left over here reached the zero "previous output" of step 0: dropped.
 
     return RNNGradients(dx, dkernel, drecurrent_kernel, dbias, d_states)
