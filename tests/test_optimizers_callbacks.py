@@ -238,6 +238,19 @@ def test_optimizer_errors(call, exc, pattern):
         call()
 
 
+@pytest.mark.parametrize("name,make", OPTIMIZERS, ids=[c[0] for c in OPTIMIZERS])
+def test_optimizer_param_count_matches_keras_summary(name, make):
+    x, y = np.ones((2, 3), np.float32), np.ones((2, 2), np.float32)
+    theirs = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    theirs.compile(make(keras.optimizers), "mse")
+    theirs.train_on_batch(x, y)
+    ours = Sequential([Dense(2, input_shape=(3,))])
+    ours.compile(make(O), "mse")
+    ours.train_on_batch(x, y)
+    expected = sum(int(np.prod(v.shape)) for v in theirs.optimizer.variables)
+    assert ours.optimizer.count_params() == expected
+
+
 def test_optimizer_names_and_defaults_as_keras():
     for name in ("adamw", "nadam", "AdamW"):
         ours, theirs = O.get(name), keras.optimizers.get(name)
@@ -309,6 +322,16 @@ def test_reduce_lr_on_plateau_auto_mode_and_missing_monitor():
         )
     with pytest.raises(ValueError, match="factor"):
         CB.ReduceLROnPlateau(factor=1.0)
+
+
+def test_early_stopping_auto_mode_uses_keras_metric_directions():
+    """auto maximizes AUC/precision/recall as Keras's MonitorCallback does (not only "acc")."""
+    assert CB.EarlyStopping("val_auc").mode == "max"
+    assert CB.EarlyStopping("val_precision_1").mode == "max"
+    assert CB.ModelCheckpoint("m.fastrnn", monitor="recall").mode == "max"
+    assert CB.EarlyStopping("val_root_mean_squared_error").mode == "min"
+    assert CB.EarlyStopping("val_accuracy").mode == "max"
+    assert CB.EarlyStopping("val_loss").mode == "min"
 
 
 @pytest.mark.parametrize(

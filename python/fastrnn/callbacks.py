@@ -159,9 +159,16 @@ class ProgbarLogger(Callback):
 
 
 def _mode_op(mode: str, monitor: str):
+    """``"min"``/``"max"``; ``"auto"`` maximizes accuracies, AUC, precision and recall and
+    minimizes losses and errors (Keras's metric directions), else maximizes names with "acc"."""
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}.")
     if mode == "auto":
+        from fastrnn import metrics as metrics_module
+
+        found = metrics_module.direction(monitor)
+        if found is not None:
+            return "max" if found == "up" else "min"
         mode = "max" if "acc" in monitor else "min"
     return mode
 

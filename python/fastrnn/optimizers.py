@@ -460,6 +460,7 @@ class Optimizer:
     """
 
     _slot_names: tuple = ()
+    _extra_variables = 0  # scalar state Keras keeps as a variable (Nadam's momentum product)
 
     def __init__(
         self,
@@ -600,7 +601,11 @@ class Optimizer:
         self.iterations = int(iterations)
 
     def count_params(self) -> int:
-        return 1 + sum(s.size for per_var in (self.slots or []) for s in per_var)
+        """What Keras's summary counts as optimizer params: its variables (iterations, the
+        learning rate when it is a number, the slots and any extra scalar state)."""
+        numeric_lr = not callable(self._learning_rate)
+        slots = sum(s.size for per_var in (self.slots or []) for s in per_var)
+        return 1 + int(numeric_lr) + self._extra_variables + slots
 
     # ---- update --------------------------------------------------------------------------------
     def _clip(self, grads: list[np.ndarray]) -> list[np.ndarray]:
@@ -838,6 +843,7 @@ class Nadam(Optimizer):
     """
 
     _slot_names = ("momentum", "velocity")
+    _extra_variables = 1
 
     def __init__(
         self,
