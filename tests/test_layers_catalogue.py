@@ -15,6 +15,7 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
+from _keras_api import keras_argument_mismatches
 from conftest import assert_close, assert_unmodified, snapshot
 
 os.environ["KERAS_BACKEND"] = "torch"
@@ -302,6 +303,30 @@ def test_output_shape_config_roundtrip_and_names(name, make, x):
     assert_close(clone(x), y, 0.0)
     # Keras's automatic names (conv1d, max_pooling1d, global_average_pooling1d ...)
     assert re.sub(r"_\d+$", "", ours.name) == re.sub(r"_\d+$", "", theirs.name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "TimeDistributed",
+        "RepeatVector",
+        "Flatten",
+        "Reshape",
+        "Activation",
+        "GlobalAveragePooling1D",
+        "GlobalMaxPooling1D",
+        "Conv1D",
+        "MaxPooling1D",
+        "LayerNormalization",
+        "Dense",
+        "Embedding",
+        "Dropout",
+        "Masking",
+    ],
+)
+def test_keras_argument_names_defaults_and_order(name):
+    ours, theirs = getattr(F, name).__init__, getattr(K, name).__init__
+    assert keras_argument_mismatches(ours, theirs) == []
 
 
 def test_float64_layers_compute_in_float64():

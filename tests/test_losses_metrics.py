@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import pytest
+from _keras_api import keras_argument_mismatches
 from conftest import assert_close, assert_unmodified, snapshot
 
 os.environ["KERAS_BACKEND"] = "torch"
@@ -94,6 +95,50 @@ def test_loss_value_and_gradient_match_keras(name, make, kind, reduction):
         what = f"{name} reduction={reduction} sample_weight={sw is not None} mask={m is not None}"
         assert_close(np.asarray(value), expected, 2e-6, name=what)
         assert_close(grad, expected_grad, 2e-5, name=what + " gradient")
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        *[
+            ("losses", n)
+            for n in (
+                "Huber",
+                "LogCosh",
+                "MeanSquaredLogarithmicError",
+                "MeanAbsolutePercentageError",
+                "KLDivergence",
+                "MeanSquaredError",
+                "MeanAbsoluteError",
+                "BinaryCrossentropy",
+                "CategoricalCrossentropy",
+                "SparseCategoricalCrossentropy",
+            )
+        ],
+        *[
+            ("metrics", n)
+            for n in (
+                "Mean",
+                "MeanSquaredError",
+                "MeanAbsoluteError",
+                "MeanAbsolutePercentageError",
+                "MeanSquaredLogarithmicError",
+                "RootMeanSquaredError",
+                "Accuracy",
+                "BinaryAccuracy",
+                "CategoricalAccuracy",
+                "SparseCategoricalAccuracy",
+                "Precision",
+                "Recall",
+                "AUC",
+            )
+        ],
+    ],
+)
+def test_keras_argument_names_defaults_and_order(module, name):
+    ours = getattr(L if module == "losses" else M, name)
+    theirs = getattr(getattr(keras, module), name)
+    assert keras_argument_mismatches(ours.__init__, theirs.__init__) == []
 
 
 def test_per_sample_weights_broadcast_over_time_steps():
@@ -413,6 +458,16 @@ def test_name_based_functions_still_work():
             "rank 2",
         ),
         (lambda: M.get("accuracy"), ValueError, "y_true and y_pred"),
+        (
+            lambda: M.RootMeanSquaredError().update_state(np.ones((4, 2)), np.ones((4, 3))),
+            ValueError,
+            "does not match",
+        ),
+        (
+            lambda: M.Precision().update_state(np.ones((4, 2)), np.ones((4, 3))),
+            ValueError,
+            "does not match",
+        ),
         (lambda: M.get("auroc"), ValueError, "Unknown metric"),
         (
             lambda: M.MeanAbsoluteError().update_state(

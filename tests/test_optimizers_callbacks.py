@@ -15,6 +15,7 @@ import types
 
 import numpy as np
 import pytest
+from _keras_api import keras_argument_mismatches, keras_defaults
 from conftest import assert_close
 
 os.environ["KERAS_BACKEND"] = "torch"
@@ -249,6 +250,49 @@ def test_optimizer_param_count_matches_keras_summary(name, make):
     ours.train_on_batch(x, y)
     expected = sum(int(np.prod(v.shape)) for v in theirs.optimizer.variables)
     assert ours.optimizer.count_params() == expected
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "Nadam", "RMSprop", "Adagrad"])
+def test_optimizer_keras_arguments(name):
+    ours, theirs = getattr(O, name), getattr(keras.optimizers, name)
+    assert keras_argument_mismatches(ours.__init__, theirs.__init__) == []
+    # every Keras argument, at Keras's default, is accepted and lands in the config
+    opt = ours(**keras_defaults(theirs.__init__))
+    assert set(keras_defaults(theirs.__init__)) <= set(opt.get_config())
+
+
+@pytest.mark.parametrize(
+    "module,name",
+    [
+        *[
+            ("schedules", n)
+            for n in (
+                "ExponentialDecay",
+                "PiecewiseConstantDecay",
+                "PolynomialDecay",
+                "InverseTimeDecay",
+                "CosineDecay",
+                "CosineDecayRestarts",
+            )
+        ],
+        *[
+            ("callbacks", n)
+            for n in (
+                "ReduceLROnPlateau",
+                "LearningRateScheduler",
+                "LambdaCallback",
+                "CSVLogger",
+                "TerminateOnNaN",
+                "EarlyStopping",
+                "ModelCheckpoint",
+            )
+        ],
+    ],
+)
+def test_schedule_and_callback_keras_arguments(module, name):
+    ours = getattr(S if module == "schedules" else CB, name)
+    theirs = getattr(KS if module == "schedules" else keras.callbacks, name)
+    assert keras_argument_mismatches(ours.__init__, theirs.__init__) == []
 
 
 def test_optimizer_names_and_defaults_as_keras():

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 import pytest
+from _keras_api import keras_argument_mismatches
 from conftest import assert_unmodified, snapshot
 
 os.environ["KERAS_BACKEND"] = "torch"
@@ -241,3 +242,12 @@ def test_set_random_seed_reexported():
     a = make_rng(None).random()
     utils.set_random_seed(3)
     assert make_rng(None).random() == a
+
+
+@pytest.mark.parametrize(
+    "name", ["pad_sequences", "to_categorical", "timeseries_dataset_from_array"]
+)
+def test_keras_argument_names_and_defaults(name):
+    # Keras's format= picks tf.data or grain; fastrnn always returns NumPy batches
+    skip = ("format",) if name == "timeseries_dataset_from_array" else ()
+    assert keras_argument_mismatches(getattr(utils, name), getattr(keras.utils, name), skip) == []

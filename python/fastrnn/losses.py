@@ -198,6 +198,14 @@ class MeanSquaredError(Loss):
 
     name = "mean_squared_error"
 
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "mean_squared_error",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
     def values(self, y_true, y_pred):
         return np.mean((y_pred - y_true) ** 2, axis=-1)
 
@@ -214,6 +222,14 @@ class MeanAbsoluteError(Loss):
     """
 
     name = "mean_absolute_error"
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "mean_absolute_error",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def values(self, y_true, y_pred):
         return np.mean(np.abs(y_pred - y_true), axis=-1)
@@ -234,6 +250,14 @@ class MeanAbsolutePercentageError(Loss):
     """
 
     name = "mean_absolute_percentage_error"
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "mean_absolute_percentage_error",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def values(self, y_true, y_pred):
         return 100.0 * np.mean(np.abs(y_true - y_pred) / np.maximum(np.abs(y_true), EPSILON), -1)
@@ -256,6 +280,14 @@ class MeanSquaredLogarithmicError(Loss):
     """
 
     name = "mean_squared_logarithmic_error"
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "mean_squared_logarithmic_error",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def values(self, y_true, y_pred):
         diff = np.log(np.maximum(y_pred, EPSILON) + 1.0) - np.log(np.maximum(y_true, EPSILON) + 1)
@@ -291,7 +323,7 @@ class Huber(Loss):
         self,
         delta: float = 1.0,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        name: str | None = "huber_loss",
         dtype=None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -325,6 +357,14 @@ class LogCosh(Loss):
 
     name = "log_cosh"
 
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "log_cosh",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+
     def values(self, y_true, y_pred):
         e = y_pred - y_true
         # log(cosh(e)) = e + softplus(-2e) - log(2), Keras's overflow-free form
@@ -345,6 +385,14 @@ class KLDivergence(Loss):
     """
 
     name = "kl_divergence"
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = "kl_divergence",
+        dtype=None,
+    ) -> None:
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
 
     def values(self, y_true, y_pred):
         t = np.clip(y_true, EPSILON, 1.0)
@@ -393,7 +441,7 @@ class BinaryCrossentropy(Loss):
         label_smoothing: float = 0.0,
         axis: int = -1,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        name: str | None = "binary_crossentropy",
         dtype=None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -450,7 +498,7 @@ class CategoricalCrossentropy(Loss):
         label_smoothing: float = 0.0,
         axis: int = -1,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        name: str | None = "categorical_crossentropy",
         dtype=None,
     ) -> None:
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -499,6 +547,7 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         ignore_class: default None; an integer label (e.g. the padding label) whose entries
             contribute no loss and, as Keras does, are left out of the mean like masked entries.
         reduction: default ``"sum_over_batch_size"``.
+        axis: only -1 (the default) is supported.
         name: default ``"sparse_categorical_crossentropy"``.
 
     Raises:
@@ -513,10 +562,13 @@ class SparseCategoricalCrossentropy(CategoricalCrossentropy):
         from_logits: bool = False,
         ignore_class: int | None = None,
         reduction: str | None = "sum_over_batch_size",
-        name: str | None = None,
+        axis: int = -1,
+        name: str | None = "sparse_categorical_crossentropy",
         dtype=None,
     ) -> None:
-        super().__init__(from_logits=from_logits, reduction=reduction, name=name, dtype=dtype)
+        super().__init__(
+            from_logits=from_logits, axis=axis, reduction=reduction, name=name, dtype=dtype
+        )
         if ignore_class is not None and (
             isinstance(ignore_class, bool) or not isinstance(ignore_class, (int, np.integer))
         ):

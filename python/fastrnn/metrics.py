@@ -145,9 +145,21 @@ def _squeeze_or_expand(x1: np.ndarray, x2: np.ndarray, expand_rank_1: bool = Tru
 
 
 def _pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    """y_true and y_pred as float64 of the same rank (Keras's squeeze/expand rule).
+
+    Raises:
+        ValueError: shapes that do not broadcast together.
+    """
     y_pred = np.asarray(y_pred, dtype=np.float64)
     y_true = np.asarray(y_true, dtype=np.float64)
-    return _squeeze_or_expand(y_true, y_pred)
+    y_true, y_pred = _squeeze_or_expand(y_true, y_pred)
+    try:
+        np.broadcast_shapes(y_true.shape, y_pred.shape)
+    except ValueError:
+        raise ValueError(
+            f"y_true of shape {y_true.shape} does not match y_pred of shape {y_pred.shape}."
+        ) from None
+    return y_true, y_pred
 
 
 def _apply_mask(sample_weight: Any, mask: Any) -> np.ndarray | None:
@@ -236,7 +248,7 @@ class Mean(Metric):
         >>> m = Mean(); m.update_state([1, 3, 5, 7], sample_weight=[1, 1, 0, 0]); m.result()  # 2.0
     """
 
-    def __init__(self, name: str | None = None, dtype: Any = None) -> None:
+    def __init__(self, name: str | None = "mean", dtype: Any = None) -> None:
         super().__init__(name=name, dtype=dtype)
         self.reset_state()
 

@@ -58,6 +58,8 @@ class Dense(Layer):
         kernel_constraint: None = None,
         bias_constraint: None = None,
         lora_rank: None = None,
+        lora_alpha: None = None,
+        quantization_config: None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,6 +76,8 @@ class Dense(Layer):
             kernel_constraint=kernel_constraint,
             bias_constraint=bias_constraint,
             lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            quantization_config=quantization_config,
         )
         self._rng = initializers.make_rng(None)
 
@@ -166,6 +170,8 @@ class Embedding(Layer):
         mask_zero: bool = False,
         weights: list | None = None,
         lora_rank: None = None,
+        lora_alpha: None = None,
+        quantization_config: None = None,
         **kwargs: Any,
     ) -> None:
         if kwargs.pop("input_length", None) is not None:
@@ -182,6 +188,8 @@ class Embedding(Layer):
             embeddings_regularizer=embeddings_regularizer,
             embeddings_constraint=embeddings_constraint,
             lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            quantization_config=quantization_config,
         )
         self.mask_zero = bool(mask_zero)
         self._rng = initializers.make_rng(None)

@@ -238,9 +238,10 @@ class MaxPooling1D(Layer):
         strides: int | None = None,
         padding: str = "valid",
         data_format: str | None = None,
+        name: str | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**default_name(kwargs, "max_pooling1d"))
+        super().__init__(**default_name({"name": name, **kwargs}, "max_pooling1d"))
         self.pool_size = check_int_tuple1(pool_size, "pool_size", "MaxPooling1D")
         self.strides = (
             self.pool_size
