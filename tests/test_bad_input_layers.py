@@ -22,7 +22,6 @@ CONSTRUCTION = [
     (lambda: LSTM(4, kernel_regularizer="l2"), ValueError, "kernel_regularizer"),
     (lambda: LSTM(4, bogus=1), TypeError, "bogus"),
     (lambda: LSTM(4, kernel_initializer="nope"), ValueError, "kernel_initializer"),
-    (lambda: Embedding(10, 4, input_length=5), TypeError, "input_length"),
 ]
 
 

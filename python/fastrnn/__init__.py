@@ -11,18 +11,29 @@ from fastrnn import (
     ops,
     optimizers,
     reference,
+    utils,
 )
 from fastrnn._backend import _cpu
 from fastrnn.initializers import set_random_seed
 from fastrnn.layers import (
     GRU,
     LSTM,
+    Activation,
     Bidirectional,
+    Conv1D,
     Dense,
     Dropout,
     Embedding,
+    Flatten,
+    GlobalAveragePooling1D,
+    GlobalMaxPooling1D,
+    LayerNormalization,
     Masking,
+    MaxPooling1D,
+    RepeatVector,
+    Reshape,
     SimpleRNN,
+    TimeDistributed,
 )
 from fastrnn.models import Sequential, load_model
 
@@ -51,13 +62,23 @@ def get_num_threads() -> int:
 __all__ = [
     "GRU",
     "LSTM",
+    "Activation",
     "Bidirectional",
+    "Conv1D",
     "Dense",
     "Dropout",
     "Embedding",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
+    "LayerNormalization",
     "Masking",
+    "MaxPooling1D",
+    "RepeatVector",
+    "Reshape",
     "Sequential",
     "SimpleRNN",
+    "TimeDistributed",
     "callbacks",
     "get_num_threads",
     "initializers",
@@ -70,5 +91,6 @@ __all__ = [
     "reference",
     "set_num_threads",
     "set_random_seed",
+    "utils",
     "__version__",
 ]

@@ -2,8 +2,14 @@
 
 Values follow Keras's distributions (not its random streams: the same seed gives different
 numbers than Keras). Supported names: ``glorot_uniform``, ``glorot_normal``, ``he_uniform``,
-``he_normal``, ``orthogonal``, ``zeros``, ``ones``, ``uniform`` / ``random_uniform`` (±0.05),
-``normal`` / ``random_normal`` (stddev 0.05).
+``he_normal``, ``lecun_uniform``, ``lecun_normal``, ``orthogonal``, ``zeros``, ``ones``,
+``uniform`` / ``random_uniform`` (±0.05), ``normal`` / ``random_normal`` (stddev 0.05) and
+``truncated_normal`` (stddev 0.05, truncated at two standard deviations).
+
+The ``*_normal`` variance-scaling initializers draw, as Keras's ``VarianceScaling`` does, from a
+normal distribution truncated at two standard deviations (values outside are redrawn) whose
+standard deviation is ``sqrt(scale / n) / 0.87962566103423978``, so that the truncated values have
+variance ``scale / n`` (n = fan_in for He and LeCun, (fan_in + fan_out) / 2 for Glorot).
 """
 
 from __future__ import annotations
@@ -30,26 +36,55 @@ def _orthogonal(shape: tuple, rng: np.random.Generator) -> np.ndarray:
     return q.reshape(shape)
 
 
-def _glorot_uniform(shape, rng):
+def _truncated_standard_normal(shape: tuple, rng: np.random.Generator) -> np.ndarray:
+    """Standard normal draws restricted to [-2, 2]: values outside are redrawn (Keras's rule)."""
+    z = rng.standard_normal(shape)
+    outside = np.abs(z) > 2.0
+    while outside.any():
+        z[outside] = rng.standard_normal(int(outside.sum()))
+        outside = np.abs(z) > 2.0
+    return z
+
+
+def _variance_scaling(shape, rng, scale: float, mode: str, distribution: str) -> np.ndarray:
+    """Keras's ``VarianceScaling``: variance ``scale / n`` with n the fan named by ``mode``.
+
+    ``truncated_normal`` divides the standard deviation by 0.87962566103423978 (the standard
+    deviation of a unit normal truncated to +-2) so that the truncated draws keep variance
+    ``scale / n``; ``uniform`` draws from U(-sqrt(3 scale / n), sqrt(3 scale / n)).
+    """
     fan_in, fan_out = _fans(shape)
-    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    n = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2.0}[mode]
+    scale = scale / max(1.0, n)
+    if distribution == "truncated_normal":
+        std = math.sqrt(scale) / 0.87962566103423978
+        return _truncated_standard_normal(shape, rng) * std
+    limit = math.sqrt(3.0 * scale)
     return rng.uniform(-limit, limit, shape)
+
+
+def _glorot_uniform(shape, rng):
+    return _variance_scaling(shape, rng, 1.0, "fan_avg", "uniform")
 
 
 def _glorot_normal(shape, rng):
-    fan_in, fan_out = _fans(shape)
-    std = math.sqrt(2.0 / (fan_in + fan_out)) / 0.87962566103423978
-    return np.clip(rng.standard_normal(shape), -2, 2) * std
+    return _variance_scaling(shape, rng, 1.0, "fan_avg", "truncated_normal")
 
 
 def _he_uniform(shape, rng):
-    limit = math.sqrt(6.0 / _fans(shape)[0])
-    return rng.uniform(-limit, limit, shape)
+    return _variance_scaling(shape, rng, 2.0, "fan_in", "uniform")
 
 
 def _he_normal(shape, rng):
-    std = math.sqrt(2.0 / _fans(shape)[0]) / 0.87962566103423978
-    return np.clip(rng.standard_normal(shape), -2, 2) * std
+    return _variance_scaling(shape, rng, 2.0, "fan_in", "truncated_normal")
+
+
+def _lecun_uniform(shape, rng):
+    return _variance_scaling(shape, rng, 1.0, "fan_in", "uniform")
+
+
+def _lecun_normal(shape, rng):
+    return _variance_scaling(shape, rng, 1.0, "fan_in", "truncated_normal")
 
 
 _TABLE = {
@@ -57,6 +92,8 @@ _TABLE = {
     "glorot_normal": _glorot_normal,
     "he_uniform": _he_uniform,
     "he_normal": _he_normal,
+    "lecun_uniform": _lecun_uniform,
+    "lecun_normal": _lecun_normal,
     "orthogonal": _orthogonal,
     "zeros": lambda shape, rng: np.zeros(shape),
     "ones": lambda shape, rng: np.ones(shape),
@@ -64,6 +101,7 @@ _TABLE = {
     "random_uniform": lambda shape, rng: rng.uniform(-0.05, 0.05, shape),
     "normal": lambda shape, rng: rng.standard_normal(shape) * 0.05,
     "random_normal": lambda shape, rng: rng.standard_normal(shape) * 0.05,
+    "truncated_normal": lambda shape, rng: _truncated_standard_normal(shape, rng) * 0.05,
 }
 
 NAMES = tuple(_TABLE)

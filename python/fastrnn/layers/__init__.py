@@ -1,15 +1,40 @@
-"""Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional and core layers."""
+"""Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional, TimeDistributed, core,
+reshaping, pooling, convolution and normalization layers."""
 
 from __future__ import annotations
 
 from fastrnn.layers.base import Layer
-from fastrnn.layers.core import Dense, Dropout, Embedding, Masking
+from fastrnn.layers.convolutional import Conv1D
+from fastrnn.layers.core import Activation, Dense, Dropout, Embedding, Masking
+from fastrnn.layers.normalization import LayerNormalization
+from fastrnn.layers.pooling import GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from fastrnn.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
+from fastrnn.layers.reshaping import Flatten, RepeatVector, Reshape
+from fastrnn.layers.time_distributed import TimeDistributed
 from fastrnn.layers.wrappers import Bidirectional
 
 LAYER_CLASSES = {
     cls.__name__: cls
-    for cls in (Dense, Dropout, Embedding, Masking, SimpleRNN, LSTM, GRU, Bidirectional)
+    for cls in (
+        Dense,
+        Dropout,
+        Embedding,
+        Masking,
+        SimpleRNN,
+        LSTM,
+        GRU,
+        Bidirectional,
+        Activation,
+        Conv1D,
+        Flatten,
+        GlobalAveragePooling1D,
+        GlobalMaxPooling1D,
+        LayerNormalization,
+        MaxPooling1D,
+        RepeatVector,
+        Reshape,
+        TimeDistributed,
+    )
 }
 
 
@@ -38,13 +63,23 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Activation",
     "Bidirectional",
+    "Conv1D",
     "Dense",
     "Dropout",
     "Embedding",
+    "Flatten",
+    "GlobalAveragePooling1D",
+    "GlobalMaxPooling1D",
     "Layer",
+    "LayerNormalization",
     "Masking",
+    "MaxPooling1D",
+    "RepeatVector",
+    "Reshape",
     "SimpleRNN",
+    "TimeDistributed",
     "deserialize",
     "serialize",
 ]

@@ -1,7 +1,11 @@
-"""The non-recurrent layers: Dense, Embedding, Masking, Dropout (see ``base.py`` for ``Layer``)."""
+"""The non-recurrent core layers: Dense, Embedding, Masking, Dropout, Activation.
+
+See ``base.py`` for ``Layer`` and the forward/backward protocol.
+"""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -54,6 +58,8 @@ class Dense(Layer):
         kernel_constraint: None = None,
         bias_constraint: None = None,
         lora_rank: None = None,
+        lora_alpha: None = None,
+        quantization_config: None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -70,6 +76,8 @@ class Dense(Layer):
             kernel_constraint=kernel_constraint,
             bias_constraint=bias_constraint,
             lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            quantization_config=quantization_config,
         )
         self._rng = initializers.make_rng(None)
 
@@ -131,6 +139,9 @@ class Embedding(Layer):
         embeddings_initializer: default ``"uniform"`` (U(-0.05, 0.05), as Keras).
         mask_zero: True makes index 0 padding: the output carries the mask ``inputs != 0``,
             which recurrent layers downstream use to skip those steps (Keras semantics).
+        weights: optional initial ``[embeddings]``, set when the layer is built.
+        input_length: accepted and ignored, with the warning Keras >= 3.2 gives (Keras 2 used it
+            for the sequence length; give ``input_shape=(timesteps,)`` instead).
         **kwargs: ``name``, ``input_shape``, ``dtype``, ``trainable``.
 
     Call arguments:
@@ -159,13 +170,13 @@ class Embedding(Layer):
         mask_zero: bool = False,
         weights: list | None = None,
         lora_rank: None = None,
+        lora_alpha: None = None,
+        quantization_config: None = None,
         **kwargs: Any,
     ) -> None:
-        if "input_length" in kwargs:
-            raise TypeError(
-                "Embedding: input_length was removed in Keras 3 and is not accepted; "
-                "use input_shape=(timesteps,) instead."
-            )
+        if kwargs.pop("input_length", None) is not None:
+            # Keras >= 3.2 accepts and ignores it with this warning (3.0 and 3.1 rejected it).
+            warnings.warn("Argument `input_length` is deprecated. Just remove it.", stacklevel=2)
         super().__init__(**kwargs)
         self.input_dim = check_positive_int(input_dim, "input_dim", "Embedding")
         self.output_dim = check_positive_int(output_dim, "output_dim", "Embedding")
@@ -177,6 +188,8 @@ class Embedding(Layer):
             embeddings_regularizer=embeddings_regularizer,
             embeddings_constraint=embeddings_constraint,
             lora_rank=lora_rank,
+            lora_alpha=lora_alpha,
+            quantization_config=quantization_config,
         )
         self.mask_zero = bool(mask_zero)
         self._rng = initializers.make_rng(None)
@@ -336,3 +349,47 @@ class Dropout(Layer):
         config = {**super().get_config(), "rate": self.rate, "seed": self.seed}
         config["noise_shape"] = None if self.noise_shape is None else list(self.noise_shape)
         return config
+
+
+class Activation(Layer):
+    """Applies an activation function elementwise (softmax: over the last axis).
+
+    Args:
+        activation: one of ``linear`` (or None), ``relu``, ``tanh``, ``sigmoid``,
+            ``hard_sigmoid``, ``softmax`` (Keras's names and formulas).
+        **kwargs: ``name``, ``input_shape``, ``dtype``, ``trainable``.
+
+    Call arguments:
+        inputs: any shape, e.g. (B, T, F).
+        mask: passed through unchanged (as Keras does).
+        training: True keeps what ``backward`` needs.
+
+    Returns:
+        ``activation(inputs)``, same shape. ``backward`` returns dL/d(inputs); no weights.
+
+    Raises:
+        ValueError: unknown activation name (valid names listed).
+
+    Example:
+        >>> Activation("relu")(np.array([[-3.0, -1.0, 0.0, 2.0]]))   # [[0, 0, 0, 2]]
+    """
+
+    supports_masking = True
+
+    def __init__(self, activation: str | None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.activation = activations.canonical(activation)
+
+    def call(self, x: np.ndarray, mask: np.ndarray | None = None, training: bool = False):
+        y = activations.forward(self.activation, x)
+        self._cache = y if training else None
+        return y
+
+    def backward(self, dy: Any) -> np.ndarray:
+        y = self._require_cache()
+        dy = self._as_grad(dy, y.shape)
+        self.gradients = []
+        return activations.backward(self.activation, y, dy)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "activation": self.activation}
