@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_unmodified, snapshot
 from fastrnn import _cpu, ops
+from harness import assert_unmodified, snapshot
 
 T, B, N_IN, H = 4, 3, 5, 6
 

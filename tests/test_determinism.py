@@ -9,9 +9,9 @@ import sys
 import fastrnn
 import numpy as np
 import pytest
-from _cases import OPTIONS, Variant, make_case
-from _cases import run_forward_backward as run
 from fastrnn import _cpu, ops
+from harness import OPTIONS, Variant, make_case
+from harness import run_forward_backward as run
 
 VARIANTS = [
     Variant("simple_rnn"),

@@ -19,10 +19,20 @@ import pickle
 
 import numpy as np
 import pytest
-from _cases import OPTIONS, VARIANTS, Variant, cast_case, make_case
-from _cases import run_forward_backward as run
-from conftest import FLOAT64_RTOL, assert_close, assert_close_float32, assert_unmodified, snapshot
 from fastrnn import ops, reference
+from harness import (
+    FLOAT64_RTOL,
+    OPTIONS,
+    VARIANTS,
+    Variant,
+    assert_close,
+    assert_close_float32,
+    assert_unmodified,
+    cast_case,
+    make_case,
+    snapshot,
+)
+from harness import run_forward_backward as run
 
 ITERATIONS = int(os.environ.get("FASTRNN_FUZZ_ITERATIONS", "300"))
 SEED = int(os.environ.get("FASTRNN_FUZZ_SEED", "20261124"))

@@ -16,7 +16,7 @@ from statistics import NormalDist
 import numpy as np
 import pytest
 from _keras_api import keras_argument_mismatches
-from conftest import assert_close, assert_unmodified, snapshot
+from harness import assert_close, assert_unmodified, snapshot
 
 os.environ["KERAS_BACKEND"] = "torch"
 keras = pytest.importorskip("keras")

@@ -16,7 +16,7 @@ import types
 import numpy as np
 import pytest
 from _keras_api import keras_argument_mismatches, keras_defaults
-from conftest import assert_close
+from harness import assert_close
 
 os.environ["KERAS_BACKEND"] = "torch"
 keras = pytest.importorskip("keras")

@@ -9,33 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import FLOAT64_RTOL, assert_close, assert_unmodified, snapshot
 from fastrnn import reference
 from fastrnn._cells import ACTIVATIONS
+from harness import FLOAT64_RTOL, Variant, assert_close, assert_unmodified, snapshot
+from harness import make_case as harness_make_case
 
 GRAD_RTOL = 1e-6  # relative error allowed between analytic and central-difference gradients
 EPS = 1e-5  # central-difference step
 
-# variant -> (forward, backward, gates G, number of states, extra keyword arguments)
+# The cells under test, by name (the cases come from the suite's one case builder).
 VARIANTS = {
-    "simple_rnn": (reference.simple_rnn_forward, reference.simple_rnn_backward, 1, 1, {}),
-    "lstm": (reference.lstm_forward, reference.lstm_backward, 4, 2, {}),
-    "gru_reset_after": (
-        reference.gru_forward,
-        reference.gru_backward,
-        3,
-        1,
-        {"reset_after": True},
-    ),
-    "gru_reset_before": (
-        reference.gru_forward,
-        reference.gru_backward,
-        3,
-        1,
-        {"reset_after": False},
-    ),
+    "simple_rnn": Variant("simple_rnn"),
+    "lstm": Variant("lstm"),
+    "gru_reset_after": Variant("gru", reset_after=True),
+    "gru_reset_before": Variant("gru", reset_after=False),
 }
-GATED = ["lstm", "gru_reset_after", "gru_reset_before"]
+GATED = [name for name, v in VARIANTS.items() if v.spec.recurrent_activation]
 
 SMALL = (4, 3, 5, 4)  # (T, B, I, H)
 ONES = (1, 1, 1, 1)
@@ -44,23 +33,6 @@ ONES = (1, 1, 1, 1)
 # ---------------------------------------------------------------------------------------------
 # Case construction
 # ---------------------------------------------------------------------------------------------
-
-
-def make_mask(rng: np.random.Generator, T: int, B: int) -> np.ndarray:
-    """(T, B) bool: random, sample 0 masked at t=0 and t=T-1 (first step in either direction),
-    the last sample fully masked when B > 1."""
-    mask = rng.random((T, B)) < 0.7
-    mask[0, 0] = False
-    mask[T - 1, 0] = False
-    if B > 1:
-        mask[:, B - 1] = False
-    return mask
-
-
-def dropout_mask(rng: np.random.Generator, shape: tuple, p: float = 0.3) -> np.ndarray:
-    """Inverted-dropout mask: entries 0 or 1 / (1 - p)."""
-    keep = rng.random(shape) >= p
-    return keep / (1 - p)
 
 
 def make_case(
@@ -76,39 +48,38 @@ def make_case(
     activation: str = "tanh",
     recurrent_activation: str = "sigmoid",
 ) -> tuple[dict, dict]:
-    """Random parameters and options for one call.
+    """Random parameters and options for one call (``harness.make_case``, split in two).
 
     Returns:
         ``(params, options)``: params are the differentiable arrays (x, kernel, recurrent_kernel,
         optionally bias, h0, c0); options the rest of the keyword arguments.
     """
-    _, _, G, n_states, extra = VARIANTS[variant]
-    T, B, n_in, H = shape
-    params = {
-        "x": rng.normal(size=(T, B, n_in)),
-        "kernel": rng.normal(size=(n_in, G * H)) / np.sqrt(n_in),
-        "recurrent_kernel": rng.normal(size=(H, G * H)) / np.sqrt(H),
-    }
-    if bias:
-        bias_shape = (2, G * H) if extra.get("reset_after") else (G * H,)
-        params["bias"] = 0.5 * rng.normal(size=bias_shape)
-    if initial_state:
-        params["h0"] = rng.normal(size=(B, H))
-        if n_states == 2:
-            params["c0"] = rng.normal(size=(B, H))
-    options = {"activation": activation, "go_backwards": go_backwards, **extra}
-    if variant != "simple_rnn":
-        options["recurrent_activation"] = recurrent_activation
-    if mask:
-        options["mask"] = make_mask(rng, T, B)
-    if dropout:
-        options["dropout_mask"] = dropout_mask(rng, (B, n_in))
-        options["recurrent_dropout_mask"] = dropout_mask(rng, (B, H))
+    v = VARIANTS[variant]._replace(activation=activation, recurrent_activation=recurrent_activation)
+    case = harness_make_case(
+        rng,
+        v,
+        shape,
+        dict(
+            bias=bias,
+            initial_state=initial_state,
+            mask=mask,
+            dropout=dropout,
+            go_backwards=go_backwards,
+        ),
+    )
+    params = {name: case[name] for name in ("x", "kernel", "recurrent_kernel")}
+    if case["bias"] is not None:
+        params["bias"] = case["bias"]
+    for name, state in zip(("h0", "c0"), case["initial_state"] or []):
+        params[name] = state
+    options = {"go_backwards": go_backwards, **case["kwargs"]}
+    if case["mask"] is not None:
+        options["mask"] = case["mask"]
     return params, options
 
 
 def run_forward(variant: str, params: dict, options: dict, training: bool = False):
-    forward = VARIANTS[variant][0]
+    forward = VARIANTS[variant].spec.forward(reference)
     states = [params[k] for k in ("h0", "c0") if k in params] or None
     options = dict(options)
     mask = options.pop("mask", None)
@@ -135,7 +106,7 @@ def analytic_and_numeric(variant: str, params: dict, options: dict, rng: np.rand
         out, states, _ = run_forward(variant, p, options)
         return float(np.sum(out * w_out) + sum(np.sum(s * w) for s, w in zip(states, w_states)))
 
-    grads = VARIANTS[variant][1](ctx, w_out, w_states)
+    grads = VARIANTS[variant].spec.backward(reference)(ctx, w_out, w_states)
     analytic = {
         "x": grads.dx,
         "kernel": grads.dkernel,
@@ -238,7 +209,7 @@ def test_backward_none_upstream(rng, variant):
     """None for d_outputs / final-state entries means zeros."""
     params, options = make_case(rng, variant, mask=True)
     outputs, final_states, ctx = run_forward(variant, params, options, training=True)
-    backward = VARIANTS[variant][1]
+    backward = VARIANTS[variant].spec.backward(reference)
     zeros_out = np.zeros_like(outputs)
     w_h = rng.normal(size=final_states[0].shape)
     cases = [
@@ -297,7 +268,7 @@ def test_right_padding_mask_equals_shorter_sequence(rng, variant):
     outputs, states, ctx = run_forward(variant, params, options, training=True)
     w_out = rng.normal(size=outputs.shape)
     w_states = [rng.normal(size=s.shape) for s in states]
-    grads = VARIANTS[variant][1](ctx, w_out, w_states)
+    grads = VARIANTS[variant].spec.backward(reference)(ctx, w_out, w_states)
 
     for b, L in enumerate(lengths):
         p, o = _slice_sample(params, options, b, 0, L)
@@ -319,7 +290,9 @@ def test_right_padding_mask_equals_shorter_sequence(rng, variant):
 
         w_short = w_out[:L, b : b + 1].copy()
         w_short[L - 1] += w_out[L:, b : b + 1].sum(axis=0)
-        g_short = VARIANTS[variant][1](ctx_short, w_short, [w[b : b + 1] for w in w_states])
+        g_short = VARIANTS[variant].spec.backward(reference)(
+            ctx_short, w_short, [w[b : b + 1] for w in w_states]
+        )
         assert_close(grads.dx[:L, b], g_short.dx[:, 0], FLOAT64_RTOL, name=f"dx b={b}")
         np.testing.assert_array_equal(grads.dx[L:, b], 0)
         for k, (d, d_short) in enumerate(zip(grads.dinitial_state, g_short.dinitial_state)):
@@ -358,7 +331,7 @@ def test_go_backwards_equals_reversed_input(rng, variant):
 
     w_out = rng.normal(size=outputs.shape)
     w_states = [rng.normal(size=s.shape) for s in states]
-    backward = VARIANTS[variant][1]
+    backward = VARIANTS[variant].spec.backward(reference)
     g = backward(ctx, w_out, w_states)
     g_rev = backward(ctx_rev, w_out, w_states)
     np.testing.assert_array_equal(g.dx, g_rev.dx[::-1])
@@ -398,7 +371,7 @@ def test_inputs_never_modified(rng, variant, dtype, masked):
     outputs[...] = np.nan
     for s in states:
         s[...] = np.nan
-    grads = VARIANTS[variant][1](ctx, d_out, d_states)
+    grads = VARIANTS[variant].spec.backward(reference)(ctx, d_out, d_states)
     assert all(np.isfinite(d).all() for d in grads[:3] + tuple(grads.dinitial_state))
     assert_unmodified(before, (params, options), "forward/backward inputs")
     assert_unmodified(upstream, (d_out, d_states), "upstream gradients")
@@ -422,7 +395,7 @@ def test_float32_runs_in_float32(rng, variant, activation):
     out64, _, _ = run_forward(variant, params, options)
     out32, states32, ctx = run_forward(variant, params32, options, training=True)
     assert out32.dtype == np.float32 and states32[0].dtype == np.float32
-    grads = VARIANTS[variant][1](ctx, np.ones_like(out32), None)
+    grads = VARIANTS[variant].spec.backward(reference)(ctx, np.ones_like(out32), None)
     assert grads.dx.dtype == np.float32 and grads.dkernel.dtype == np.float32
     assert_close(out32, out64, rtol=1e-5, name="float32 vs float64 outputs")
 
@@ -447,6 +420,11 @@ def _sigmoid(v):
 
 def _hard_sigmoid(v):
     return np.minimum(np.maximum(v / 6.0 + 0.5, 0.0), 1.0)
+
+
+def dropout_mask(rng: np.random.Generator, shape: tuple, p: float = 0.3) -> np.ndarray:
+    """Inverted-dropout mask: entries 0 or 1 / (1 - p)."""
+    return (rng.random(shape) >= p) / (1 - p)
 
 
 def _step_inputs(rng, G, B=2, n_in=3, H=2, bias_shape=None):

@@ -15,10 +15,9 @@ import sys
 import fastrnn
 import numpy as np
 import pytest
-from _cases import OPTIONS, Variant, make_case
-from _cases import run_forward_backward as run
-from conftest import FLOAT64_RTOL, assert_close
 from fastrnn import _backend, _cpu, ops, reference
+from harness import FLOAT64_RTOL, OPTIONS, Variant, assert_close, make_case
+from harness import run_forward_backward as run
 
 # Large enough per step (B*G*H*H) that the kernels use several threads.
 PARALLEL_SHAPE = (6, 8, 32, 256)

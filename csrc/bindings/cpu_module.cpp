@@ -10,6 +10,7 @@
 #include "../cpu/blas.h"
 #include "../cpu/cpu_features.h"
 #include "../cpu/kernels.h"
+#include "cell_probe.h"
 #include "contract.h"
 
 namespace py = pybind11;
@@ -84,4 +85,5 @@ PYBIND11_MODULE(_cpu, m) {
         "Bytes of scratch memory the calling thread's arena keeps between calls.");
   m.def("release_scratch", &cpu::release_scratch,
         "Frees the calling thread's scratch arena; returns the bytes it held.");
+  bindings::def_cell_probe(m);
 }
