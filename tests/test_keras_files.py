@@ -225,7 +225,8 @@ def test_keras_layer_configs_map_to_fastrnn(tmp_path):
         name="my_model",
     )
     k.save(tmp_path / "m.keras")
-    m = load_model(tmp_path / "m.keras")
+    with pytest.warns(UserWarning, match="unroll=True has no effect"):
+        m = load_model(tmp_path / "m.keras")
     assert m.name == "my_model"
     assert m.built_input_shape == (None, T, FEATURES)
     s, g, lstm, d = m.layers

@@ -184,7 +184,14 @@ def _reported(path: str) -> Iterator[None]:
     """Turns anything unexpected raised while reading ``path`` into a ModelFileError."""
     try:
         yield
-    except (ModelFileError, ImportError, FileNotFoundError, PermissionError, IsADirectoryError):
+    except (
+        ModelFileError,
+        ImportError,
+        MemoryError,
+        FileNotFoundError,
+        PermissionError,
+        IsADirectoryError,
+    ):
         raise
     except Exception as exc:
         raise ModelFileError(path, None, f"{type(exc).__name__}: {exc}") from exc

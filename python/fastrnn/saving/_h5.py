@@ -96,11 +96,12 @@ class H5Reader:
 
     def keys(self, group: Any, path: str) -> list[str]:
         try:
-            names = list(group.keys())
+            count = len(group)  # the group's link count, before listing any name
+            names = list(group.keys()) if count <= self.limits.max_entries else None
         except Exception as exc:
             raise self.fail(path, f"unreadable HDF5 group ({exc})") from None
-        if len(names) > self.limits.max_entries:
-            raise self.fail(path, f"holds {len(names)} objects; at most {self.limits.max_entries}")
+        if names is None:
+            raise self.fail(path, f"holds {count} objects; at most {self.limits.max_entries}")
         return names
 
     def vars(self, path: str) -> list[tuple[str, Any]]:

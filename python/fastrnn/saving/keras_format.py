@@ -217,6 +217,8 @@ class Key:
         value: for ``fixed``, the only value fastrnn can honour.
         write: for ``fixed``, whether Keras configs written by fastrnn hold the key.
         fastrnn: fastrnn's argument name when it differs from Keras's.
+        attribute: for ``layer``, the fastrnn layer's attribute holding the wrapped layer when
+            it differs from the argument (Bidirectional keeps ``layer`` as ``forward_layer``).
     """
 
     keras: str
@@ -224,6 +226,7 @@ class Key:
     value: Any = None
     write: bool = True
     fastrnn: str | None = None
+    attribute: str | None = None
 
     @property
     def argument(self) -> str:
@@ -396,7 +399,7 @@ LAYERS: tuple[LayerRow, ...] = (
         "Bidirectional",
         "Bidirectional",
         (
-            Key("layer", "layer"),
+            Key("layer", "layer", attribute="forward_layer"),
             Key("backward_layer", "layer"),
             Key("merge_mode"),
             Key("weights", "fixed", None, write=False),
@@ -490,9 +493,7 @@ def layer_from_keras(spec: Any, where: str, notes: list[str], inside_wrapper: bo
 
     cls = LAYER_CLASSES[row.fastrnn]
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. unroll=True: reported once below if needed
-            return cls(**kwargs)
+        return cls(**kwargs)
     except Exception as exc:
         raise _ConfigError(f"{where}: fastrnn's {row.fastrnn} rejects the config: {exc}") from exc
 
@@ -535,7 +536,7 @@ def layer_to_keras(
         elif key.kind == "fixed" and key.write:
             out[key.keras] = key.value
         elif key.kind == "layer":
-            sub = getattr(layer, {"layer": "forward_layer"}.get(key.keras, key.keras))
+            sub = getattr(layer, key.attribute or key.argument)
             out[key.keras] = layer_to_keras(sub, True, input_shape)
     if row.write is not None:
         row.write(layer, out, inside_wrapper)
@@ -890,6 +891,10 @@ def _sequential_from_keras(cfg: Any, notes: list[str]) -> _Plan:
             build_shape = _shape(legacy, f"{where}.batch_input_shape")
         layers.append(layer)
         classes.append(spec["class_name"])
+    first = next((s for s in specs if s.get("class_name") != "InputLayer"), None)
+    if build_shape is None and first is not None and isinstance(first.get("build_config"), dict):
+        # A model built without an InputLayer: its first layer's build_config has the shape.
+        build_shape = _shape(first["build_config"].get("input_shape"), "build_config.input_shape")
     return _Plan(name, layers, layer_paths(classes), build_shape, notes)
 
 
@@ -1056,12 +1061,24 @@ def write_weights(model: Any, fileobj: Any) -> None:
 
 
 # ---- reading -------------------------------------------------------------------------------------
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first caller outside fastrnn."""
+    import os
+    import sys
+
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
 def _warn(notes: list[str], filepath: str) -> None:
     if notes:
         warnings.warn(
             f"Loading {filepath!r}: " + "; ".join(notes[:10]) + (" ..." if len(notes) > 10 else ""),
             UserWarning,
-            stacklevel=4,
+            stacklevel=_user_stacklevel(),
         )
 
 
