@@ -207,3 +207,34 @@ def test_unbuilt_model_is_refused(tmp_path):
             call(tmp_path / "m.keras")
     with pytest.raises(TypeError, match="filepath"):
         Sequential([F.LSTM(2, input_shape=(3, 2))]).save(123)
+
+
+def test_keras_archive_with_deflated_weights_entry_loads(tmp_path, rng):
+    """Keras stores model.weights.h5 uncompressed; a re-zipped archive deflates it."""
+    pytest.importorskip("h5py")
+    model, x, _ = _trained(rng)
+    model.save(tmp_path / "stored.keras")
+    with zipfile.ZipFile(tmp_path / "stored.keras") as src:
+        with zipfile.ZipFile(tmp_path / "deflated.keras", "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info))
+    with zipfile.ZipFile(tmp_path / "deflated.keras") as zf:
+        assert zf.getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
+    loaded = load_model(tmp_path / "deflated.keras")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_layer_without_keras_row_is_named_when_saving(tmp_path):
+    pytest.importorskip("h5py")
+
+    class Custom(F.Dense):
+        pass
+
+    model = Sequential([F.LSTM(2, input_shape=(T, FEATURES)), Custom(1, name="mine")])
+    for call, name in ((model.save, "m.keras"), (model.save_weights, "m.weights.h5")):
+        with pytest.raises(ValueError, match=r"'mine' \(Custom\) has no Keras file mapping"):
+            call(tmp_path / name)
+    assert not list(tmp_path.iterdir())
+    model.save(tmp_path / "m.fastrnn")  # fastrnn's own format is unaffected... until loading:
+    with pytest.raises(ValueError, match="Custom"):
+        load_model(tmp_path / "m.fastrnn")

@@ -843,13 +843,20 @@ def compile_to_keras(model: Any) -> tuple[dict, OptimizerRow]:
 # ---- models ------------------------------------------------------------------------------------
 @dataclass
 class _Plan:
-    """A model read from a Keras config, before any weight exists."""
+    """A model read from a Keras config, before any weight exists.
 
-    name: str | None
-    layers: list  # unbuilt fastrnn layers
-    paths: list[str]  # HDF5 path of each layer
-    build_shape: tuple | None
-    notes: list[str]
+    Attributes:
+        layers: unbuilt fastrnn layers, in the order of Keras's ``model.layers``.
+        paths: the HDF5 path of each layer's weights.
+        input_shapes: each layer's input shape (batch first), or None where the layer stays
+            unbuilt (a model without an input shape).
+        assemble: ``assemble(model_class)`` returns the model made of the built ``layers``.
+    """
+
+    layers: list
+    paths: list[str]
+    input_shapes: list[tuple | None]
+    assemble: Callable[[type], Any]
 
 
 def _shape(value: Any, where: str) -> tuple | None:
@@ -864,6 +871,7 @@ def _shape(value: Any, where: str) -> tuple | None:
 
 
 def _sequential_from_keras(cfg: Any, notes: list[str]) -> _Plan:
+    """The plan of a Keras ``Sequential`` config (InputLayer first, if any)."""
     _require(isinstance(cfg, dict), "config", "the Sequential config must be a JSON object")
     specs = cfg.get("layers")
     _require(isinstance(specs, list), "config.layers", "must be a list")
@@ -895,7 +903,23 @@ def _sequential_from_keras(cfg: Any, notes: list[str]) -> _Plan:
     if build_shape is None and first is not None and isinstance(first.get("build_config"), dict):
         # A model built without an InputLayer: its first layer's build_config has the shape.
         build_shape = _shape(first["build_config"].get("input_shape"), "build_config.input_shape")
-    return _Plan(name, layers, layer_paths(classes), build_shape, notes)
+    input_shapes: list[tuple | None] = []
+    shape = build_shape
+    for i, layer in enumerate(layers):
+        input_shapes.append(shape)
+        if shape is not None:
+            try:
+                shape = layer.compute_output_shape(shape)
+            except Exception as exc:
+                raise _ConfigError(f"config.layers: layer {i} ({layer.name!r}): {exc}") from exc
+
+    def assemble(cls: type) -> Any:
+        model = cls(layers, name=name)
+        if build_shape is not None and model.built_input_shape is None:
+            model.build(build_shape)
+        return model
+
+    return _Plan(layers, layer_paths(classes), input_shapes, assemble)
 
 
 def _sequential_to_keras(model: Any) -> dict:
@@ -955,6 +979,9 @@ def _state_batch(layers: list) -> int | None:
     return None
 
 
+# Keras model class -> (reader, writer). A reader turns the model's Keras config into a _Plan
+# (unbuilt layers, their HDF5 paths and input shapes, how to assemble the model); a writer turns
+# a fastrnn model into its Keras serialization (config.json without compile_config).
 MODELS = {"Sequential": (_sequential_from_keras, _sequential_to_keras)}
 
 
@@ -1109,11 +1136,10 @@ def _fill_weights(reader: H5Reader, layer_nodes: list, weights: list) -> None:
 
 
 def _build_from_h5(reader: H5Reader, plan: _Plan, fail: Callable) -> list:
-    """Builds the plan's layers against the file's arrays; returns (node, path) per weight."""
+    """Builds the plan's layers against the file's arrays; returns [(layer, [(node, path)])]."""
     _check_layer_groups(reader, plan.paths)
-    shape = plan.build_shape
-    all_nodes: list = []
-    for i, (layer, path) in enumerate(zip(plan.layers, plan.paths)):
+    out: list = []
+    for i, (layer, path, shape) in enumerate(zip(plan.layers, plan.paths, plan.input_shapes)):
         expected, nodes = _layer_expected(reader, layer, path)
         weights_plan = WeightPlan(expected, fail, reader.entry(path))
         owner = f"layer {i} ({type(layer).__name__} {layer.name!r})"
@@ -1123,14 +1149,13 @@ def _build_from_h5(reader: H5Reader, plan: _Plan, fail: Callable) -> list:
             continue
         try:
             build_checked(layer, shape, weights_plan, owner)
-            shape = layer.compute_output_shape(shape)
         except ModelFileError:
             raise
         except Exception as exc:
             raise fail("config.json", f"{owner}: cannot build it: {exc}") from exc
         weights_plan.finish(owner)
-        all_nodes.extend(nodes)
-    return all_nodes
+        out.append((layer, nodes))
+    return out
 
 
 def _optimizer_state(
@@ -1247,14 +1272,13 @@ def read_archive(z: SafeZip, registry: dict, compile: bool) -> Any:
     source = z.window(ARCHIVE_WEIGHTS)
     with _open_h5(h5py, source, fail, ARCHIVE_WEIGHTS) as f:
         reader = H5Reader(f, fail, z.limits, ARCHIVE_WEIGHTS)
-        nodes = _build_from_h5(reader, plan, fail)
+        built = _build_from_h5(reader, plan, fail)
         try:
-            model = cls(plan.layers, name=plan.name)
-            if plan.build_shape is not None and model.built_input_shape is None:
-                model.build(plan.build_shape)
+            model = plan.assemble(cls)
         except Exception as exc:
             raise z.fail(entry, f"cannot assemble the model: {exc}") from exc
-        _fill_weights(reader, nodes, model.weights)
+        for layer, nodes in built:
+            _fill_weights(reader, nodes, layer.weights)
         if compile_spec is not None:
             optimizer, loss, metrics, row, opt_cfg = compile_spec
             model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
