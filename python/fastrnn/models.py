@@ -495,16 +495,19 @@ class Sequential:
         return model
 
     def save(self, filepath: str) -> None:
-        """Saves config, weights and optimizer state to a ``.fastrnn`` zip (see fastrnn.saving)."""
+        """Saves config, weights and optimizer state: ``*.keras`` as a Keras 3 archive, other
+        names as a ``.fastrnn`` zip (see ``fastrnn.saving.save_model``)."""
         saving.save_model(self, filepath)
 
     def save_weights(self, filepath: str) -> None:
-        """Saves only the weights (zip of .npy arrays)."""
+        """Saves only the weights: ``*.weights.h5`` in Keras 3's layout, other names as a
+        fastrnn zip of .npy arrays (see ``fastrnn.saving.save_weights``)."""
         saving.save_weights(self, filepath)
 
-    def load_weights(self, filepath: str) -> None:
-        """Loads weights written by ``save_weights`` or ``save``."""
-        saving.load_weights(self, filepath)
+    def load_weights(self, filepath: str, **kwargs: Any) -> None:
+        """Loads weights from a fastrnn file, a ``.keras`` or a ``.weights.h5`` file (see
+        ``fastrnn.saving.load_weights`` for the size limits in ``kwargs``)."""
+        saving.load_weights(self, filepath, **kwargs)
 
     def __deepcopy__(self, memo: dict) -> Sequential:  # pragma: no cover - convenience
         clone = Sequential.from_config(copy.deepcopy(self.get_config()))
@@ -513,6 +516,7 @@ class Sequential:
         return clone
 
 
-def load_model(filepath: str) -> Sequential:
-    """Loads a model written by ``Sequential.save`` (see ``fastrnn.saving.load_model``)."""
-    return saving.load_model(filepath)
+def load_model(filepath: str, **kwargs: Any) -> Sequential:
+    """Loads a ``.fastrnn`` file or a Keras 3 ``.keras`` archive (see ``fastrnn.saving.load_model``
+    for ``compile`` and the size limits ``max_bytes``, ``max_entries``, ``max_ratio``)."""
+    return saving.load_model(filepath, **kwargs)

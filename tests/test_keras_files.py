@@ -1,0 +1,674 @@
+"""Keras 3 files both ways, checked through real Keras (torch backend).
+
+Keras -> .keras / .weights.h5 -> fastrnn and fastrnn -> file -> Keras, each time with the
+weights compared bitwise and the predictions compared on padded batches. Weights are random
+(biases included) so that a weight landing in the wrong slot changes the outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+
+os.environ["KERAS_BACKEND"] = "torch"
+keras = pytest.importorskip("keras")
+pytest.importorskip("h5py")
+
+from fastrnn import layers as F  # noqa: E402
+from fastrnn import optimizers  # noqa: E402
+from fastrnn.models import Sequential, load_model  # noqa: E402
+from fastrnn.saving import ModelFileError, keras_format  # noqa: E402
+
+L = keras.layers
+B, T, FEATURES, VOCAB = 5, 7, 3, 23
+
+
+def _ids(rng: np.random.Generator) -> np.ndarray:
+    ids = rng.integers(1, VOCAB, (B, T))
+    ids[1, 4:] = 0  # padding for mask_zero
+    ids[3, 1:] = 0
+    return ids
+
+
+def _floats(rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
+    x = rng.standard_normal((B, T, FEATURES)).astype(dtype)
+    x[2, 5:] = 0.0  # padding for Masking
+    x[4, 2:] = 0.0
+    return x
+
+
+def _randomize_keras(model, rng: np.random.Generator) -> None:
+    model.set_weights(
+        [(rng.standard_normal(w.shape) * 0.4).astype(w.dtype) for w in model.get_weights()]
+    )
+
+
+def _randomize_fastrnn(model, rng: np.random.Generator) -> None:
+    model.set_weights([rng.standard_normal(w.shape) * 0.4 for w in model.get_weights()])
+
+
+def _k_predict(model, x) -> np.ndarray:
+    return np.asarray(model.predict(x, verbose=0, batch_size=len(x)))
+
+
+def _assert_same_weights(ours, theirs) -> None:
+    assert len(ours) == len(theirs)
+    for i, (a, b) in enumerate(zip(ours, theirs)):
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.shape == b.shape and a.dtype == b.dtype, (i, a.shape, b.shape, a.dtype, b.dtype)
+        np.testing.assert_array_equal(a, b, err_msg=f"weight {i}")
+
+
+def _assert_predictions(ours, theirs, tol=2e-6) -> None:
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape
+    scale = max(float(np.abs(theirs).max()), 1.0)
+    err = float(np.abs(ours - theirs).max())
+    assert err <= tol * scale, f"max |fastrnn - keras| = {err:.3g}"
+
+
+def _rewrite(path, out, **replace) -> None:
+    """Copies a zip archive, replacing the named entries' bytes."""
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = replace.get(info.filename.replace(".", "_"), src.read(info.filename))
+            dst.writestr(info.filename, data, compress_type=info.compress_type)
+
+
+def _archive_config(path) -> dict:
+    with zipfile.ZipFile(path) as zf:
+        return json.loads(zf.read("config.json"))
+
+
+# ---- Keras -> file -> fastrnn ------------------------------------------------------------------
+MERGE_MODES = ["concat", "sum", "mul", "ave"]
+
+
+def _keras_models():
+    return {
+        "embedding_mask_lstm_gru": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T,)),
+                    L.Embedding(VOCAB, 6, mask_zero=True),
+                    L.LSTM(5, return_sequences=True),
+                    L.GRU(4, go_backwards=True),
+                    L.Dense(3, activation="softmax"),
+                ]
+            ),
+            _ids,
+        ),
+        "masking_backwards": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES)),
+                    L.Masking(),
+                    L.SimpleRNN(5, return_sequences=True, go_backwards=True, activation="relu"),
+                    L.LSTM(3, return_sequences=True, go_backwards=True),
+                    L.GRU(2, reset_after=False),
+                    L.Dense(1, activation="sigmoid"),
+                ]
+            ),
+            _floats,
+        ),
+        "gru_reset_after_false_sequences": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES)),
+                    L.GRU(5, reset_after=False, return_sequences=True, go_backwards=True),
+                    L.Dropout(0.3, noise_shape=(None, 1, 5), seed=3),
+                    L.GRU(3, return_sequences=True, recurrent_activation="hard_sigmoid"),
+                    L.Dense(2, activation="tanh", use_bias=False),
+                ]
+            ),
+            _floats,
+        ),
+        "float64_no_bias": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES), dtype="float64"),
+                    L.LSTM(4, use_bias=False, unit_forget_bias=False, dtype="float64"),
+                    L.Dense(2, dtype="float64"),
+                ]
+            ),
+            lambda rng: _floats(rng, np.float64),
+        ),
+        **{
+            f"bidirectional_{mode}": (
+                lambda mode=mode: keras.Sequential(
+                    [
+                        keras.Input((T,)),
+                        L.Embedding(VOCAB, 4, mask_zero=True),
+                        L.Bidirectional(L.LSTM(5, return_sequences=True), merge_mode=mode),
+                        L.Bidirectional(  # Keras needs backward_layer with a go_backwards layer
+                            L.GRU(3, reset_after=False, go_backwards=True),
+                            backward_layer=L.GRU(3, reset_after=False),
+                            merge_mode=mode,
+                        ),
+                        L.Dense(2),
+                    ]
+                ),
+                _ids,
+            )
+            for mode in MERGE_MODES
+        },
+    }
+
+
+@pytest.mark.parametrize("name", list(_keras_models()))
+def test_keras_archive_loads_with_identical_weights_and_predictions(name, tmp_path, rng):
+    build, data = _keras_models()[name]
+    k = build()
+    _randomize_keras(k, rng)
+    x = data(rng)
+    path = tmp_path / "model.keras"
+    k.save(path)
+    m = load_model(path)
+    assert isinstance(m, Sequential)
+    assert [type(layer).__name__ for layer in m.layers] == [
+        type(layer).__name__ for layer in k.layers
+    ]
+    assert [layer.name for layer in m.layers] == [layer.name for layer in k.layers]
+    _assert_same_weights(m.get_weights(), k.get_weights())
+    tol = 1e-7 if name.startswith("float64") else 2e-6
+    _assert_predictions(m.predict(x), _k_predict(k, x), tol)
+
+
+WEIGHTS_CASES = ["embedding_mask_lstm_gru", "masking_backwards", "bidirectional_concat"]
+
+
+@pytest.mark.parametrize("name", WEIGHTS_CASES + ["float64_no_bias"])
+def test_keras_weights_h5_loads_into_fastrnn(name, tmp_path, rng):
+    build, data = _keras_models()[name]
+    k = build()
+    _randomize_keras(k, rng)
+    x = data(rng)
+    k.save(tmp_path / "model.keras")
+    m = load_model(tmp_path / "model.keras")
+    _randomize_fastrnn(m, rng)  # forget the weights, then load them from the .weights.h5
+    k.save_weights(tmp_path / "model.weights.h5")
+    m.load_weights(tmp_path / "model.weights.h5")
+    _assert_same_weights(m.get_weights(), k.get_weights())
+    _randomize_fastrnn(m, rng)  # and from the .keras archive itself
+    m.load_weights(tmp_path / "model.keras")
+    _assert_same_weights(m.get_weights(), k.get_weights())
+    tol = 1e-7 if name.startswith("float64") else 2e-6
+    _assert_predictions(m.predict(x), _k_predict(k, x), tol)
+
+
+def test_keras_layer_configs_map_to_fastrnn(tmp_path):
+    k = keras.Sequential(
+        [
+            keras.Input((T, FEATURES)),
+            L.SimpleRNN(
+                4,
+                activation="sigmoid",
+                return_sequences=True,
+                go_backwards=True,
+                dropout=0.25,
+                recurrent_dropout=0.125,
+                seed=7,
+                kernel_initializer="he_normal",
+                recurrent_initializer="glorot_uniform",
+                bias_initializer="ones",
+            ),
+            L.GRU(3, reset_after=False, return_sequences=True, use_bias=False, unroll=True),
+            L.LSTM(2, unit_forget_bias=False, recurrent_activation="hard_sigmoid", seed=11),
+            L.Dense(5, activation="relu", kernel_initializer="zeros", name="head"),
+        ],
+        name="my_model",
+    )
+    k.save(tmp_path / "m.keras")
+    with pytest.warns(UserWarning, match="unroll=True has no effect"):
+        m = load_model(tmp_path / "m.keras")
+    assert m.name == "my_model"
+    assert m.built_input_shape == (None, T, FEATURES)
+    s, g, lstm, d = m.layers
+    assert (s.units, s.activation, s.return_sequences, s.go_backwards) == (4, "sigmoid", True, True)
+    assert (s.dropout, s.recurrent_dropout) == (0.25, 0.125)  # Keras writes no SimpleRNN seed
+    assert (s.kernel_initializer, s.recurrent_initializer, s.bias_initializer) == (
+        "he_normal",
+        "glorot_uniform",
+        "ones",
+    )
+    assert (g.reset_after, g.use_bias, g.unroll, g.recurrent_activation) == (
+        False,
+        False,
+        True,
+        "sigmoid",
+    )
+    assert (lstm.unit_forget_bias, lstm.recurrent_activation, lstm.seed) == (
+        False,
+        "hard_sigmoid",
+        11,
+    )
+    assert (d.name, d.units, d.activation, d.kernel_initializer) == ("head", 5, "relu", "zeros")
+
+
+def test_stateful_keras_model_loads_stateful(tmp_path, rng):
+    k = keras.Sequential(
+        [
+            keras.Input(batch_shape=(B, T, FEATURES)),
+            L.LSTM(4, stateful=True, return_sequences=True),
+            L.SimpleRNN(3, stateful=True),
+            L.Dense(1),
+        ]
+    )
+    _randomize_keras(k, rng)
+    k.save(tmp_path / "s.keras")
+    m = load_model(tmp_path / "s.keras")
+    assert m.built_input_shape == (B, T, FEATURES)
+    assert [getattr(layer, "stateful", None) for layer in m.layers] == [True, True, None]
+    x1, x2 = _floats(rng), _floats(rng)
+    expected = [_k_predict(k, x1), _k_predict(k, x2)]  # the second call starts from the states
+    got = [m.predict(x1), m.predict(x2)]
+    for a, b in zip(got, expected):
+        _assert_predictions(a, b)
+    assert (
+        np.abs(expected[1] - _k_predict(keras.models.load_model(tmp_path / "s.keras"), x2)).max()
+        > 1e-4
+    )
+
+
+# ---- fastrnn -> file -> Keras ------------------------------------------------------------------
+def _fastrnn_models():
+    return {
+        "embedding_mask_lstm_gru": (
+            lambda: Sequential(
+                [
+                    F.Embedding(VOCAB, 6, mask_zero=True, input_shape=(T,)),
+                    F.LSTM(5, return_sequences=True),
+                    F.GRU(4, go_backwards=True),
+                    F.Dense(3, activation="softmax"),
+                ]
+            ),
+            _ids,
+        ),
+        "masking_backwards": (
+            lambda: Sequential(
+                [
+                    F.Masking(input_shape=(T, FEATURES)),
+                    F.SimpleRNN(5, return_sequences=True, go_backwards=True, activation="relu"),
+                    F.LSTM(3, return_sequences=True, go_backwards=True),
+                    F.GRU(2, reset_after=False),
+                    F.Dropout(0.5),
+                    F.Dense(1, activation="sigmoid"),
+                ]
+            ),
+            _floats,
+        ),
+        "gru_both_reset_after": (
+            lambda: Sequential(
+                [
+                    F.GRU(5, reset_after=False, return_sequences=True, input_shape=(T, FEATURES)),
+                    F.GRU(4, reset_after=True, return_sequences=True, go_backwards=True),
+                    F.Dense(2, activation="tanh", use_bias=False),
+                ]
+            ),
+            _floats,
+        ),
+        "float64": (
+            lambda: Sequential(
+                [
+                    F.LSTM(4, dtype="float64", input_shape=(T, FEATURES)),
+                    F.Dense(2, dtype="float64"),
+                ]
+            ),
+            lambda rng: _floats(rng, np.float64),
+        ),
+        **{
+            f"bidirectional_{mode}": (
+                lambda mode=mode: Sequential(
+                    [
+                        F.Embedding(VOCAB, 4, mask_zero=True, input_shape=(T,)),
+                        F.Bidirectional(F.LSTM(5, return_sequences=True), merge_mode=mode),
+                        F.Bidirectional(
+                            F.GRU(3, reset_after=False, go_backwards=True), merge_mode=mode
+                        ),
+                        F.Dense(2),
+                    ]
+                ),
+                _ids,
+            )
+            for mode in MERGE_MODES
+        },
+    }
+
+
+@pytest.mark.parametrize("name", list(_fastrnn_models()))
+def test_fastrnn_archive_opens_in_keras_as_stock_layers(name, tmp_path, rng):
+    build, data = _fastrnn_models()[name]
+    m = build()
+    _randomize_fastrnn(m, rng)
+    x = data(rng)
+    path = tmp_path / "model.keras"
+    m.save(path)
+    k = keras.models.load_model(path)
+    assert isinstance(k, keras.Sequential)
+    for ours, theirs in zip(m.layers, k.layers):
+        assert type(theirs).__name__ == type(ours).__name__
+        assert type(theirs).__module__.startswith("keras.")
+        assert theirs.name == ours.name
+    _assert_same_weights(k.get_weights(), m.get_weights())
+    tol = 1e-7 if name.startswith("float64") else 2e-6
+    _assert_predictions(m.predict(x), _k_predict(k, x), tol)
+    # And back: the file fastrnn wrote reads into fastrnn with the same config.
+    again = load_model(path)
+    _assert_same_weights(again.get_weights(), m.get_weights())
+    # Keras expresses the input shape with an InputLayer, not the first layer's input_shape.
+    assert again.built_input_shape == m.built_input_shape
+    assert [layer.get_config() for layer in again.layers] == [
+        {k: v for k, v in layer.get_config().items() if k != "input_shape"} for layer in m.layers
+    ]
+
+
+@pytest.mark.parametrize("name", WEIGHTS_CASES + ["float64"])
+def test_fastrnn_weights_h5_loads_into_keras(name, tmp_path, rng):
+    build, data = _fastrnn_models()[name]
+    m = build()
+    _randomize_fastrnn(m, rng)
+    m.save(tmp_path / "model.keras")
+    k = keras.models.load_model(tmp_path / "model.keras")
+    _randomize_keras(k, rng)
+    m.save_weights(tmp_path / "model.weights.h5")
+    k.load_weights(tmp_path / "model.weights.h5")
+    _assert_same_weights(k.get_weights(), m.get_weights())
+
+
+def test_fastrnn_configs_reach_keras(tmp_path):
+    m = Sequential(
+        [
+            F.SimpleRNN(
+                4,
+                activation="relu",
+                return_sequences=True,
+                go_backwards=True,
+                dropout=0.25,
+                seed=3,
+                kernel_initializer="he_uniform",
+                input_shape=(T, FEATURES),
+            ),
+            F.GRU(3, reset_after=False, return_sequences=True, use_bias=False),
+            F.LSTM(2, unit_forget_bias=False, recurrent_activation="hard_sigmoid", name="lstm_x"),
+            F.Dense(5, activation="softmax", bias_initializer="ones"),
+        ],
+        name="ours",
+    )
+    m.save(tmp_path / "m.keras")
+    k = keras.models.load_model(tmp_path / "m.keras")
+    assert k.name == "ours"
+    s, g, lstm, d = (layer.get_config() for layer in k.layers)
+    assert (s["units"], s["activation"], s["return_sequences"], s["go_backwards"]) == (
+        4,
+        "relu",
+        True,
+        True,
+    )
+    assert (s["dropout"], s["kernel_initializer"]["class_name"]) == (0.25, "HeUniform")
+    assert k.layers[0].cell.seed == 3
+    assert (g["reset_after"], g["use_bias"]) == (False, False)
+    assert (lstm["name"], lstm["unit_forget_bias"], lstm["recurrent_activation"]) == (
+        "lstm_x",
+        False,
+        "hard_sigmoid",
+    )
+    assert (d["activation"], d["bias_initializer"]["class_name"]) == ("softmax", "Ones")
+
+
+def test_stateful_fastrnn_model_opens_stateful_in_keras(tmp_path, rng):
+    m = Sequential(
+        [
+            F.LSTM(4, stateful=True, return_sequences=True, input_shape=(T, FEATURES)),
+            F.GRU(3, stateful=True),
+            F.Dense(1),
+        ]
+    )
+    x1, x2 = _floats(rng), _floats(rng)
+    with pytest.raises(ValueError, match="fixed batch size"):
+        m.save(tmp_path / "unknown_batch.keras")
+    m.predict(x1)  # the states now fix the batch size
+    m.reset_states()
+    _randomize_fastrnn(m, rng)
+    m.save(tmp_path / "s.keras")
+    expected = [m.predict(x1), m.predict(x2)]
+    k = keras.models.load_model(tmp_path / "s.keras")
+    assert [layer.get_config().get("stateful") for layer in k.layers] == [True, True, None]
+    assert _archive_config(tmp_path / "s.keras")["config"]["build_input_shape"] == [B, T, FEATURES]
+    for a, b in zip(expected, [_k_predict(k, x1), _k_predict(k, x2)]):
+        _assert_predictions(a, b)
+
+
+def test_bidirectional_merge_mode_none_config_round_trip():
+    layer = F.Bidirectional(F.LSTM(3, return_sequences=True), merge_mode=None)
+    layer.build((None, T, FEATURES))
+    spec = keras_format.layer_to_keras(layer)
+    k = keras.layers.deserialize(spec)
+    assert k.merge_mode is None and k.forward_layer.return_sequences
+    back = keras_format.layer_from_keras(json.loads(json.dumps(spec)), "layer", [])
+    assert back.get_config() == layer.get_config()
+
+
+# ---- compile state -----------------------------------------------------------------------------
+def _keras_slots(opt) -> list[list[np.ndarray]]:
+    """Keras's slot variables per model variable, read from its attributes (not from files)."""
+    name = type(opt).__name__
+    groups = {
+        "Adam": ["_momentums", "_velocities", "_velocity_hats"],
+        "SGD": ["momentums"],
+        "RMSprop": ["_velocities", "_momentums", "_average_gradients"],
+        "Adagrad": ["_accumulators"],
+    }[name]
+    lists = [getattr(opt, g, None) or [] for g in groups]
+    lists = [x for x in lists if len(x)]
+    n = len(lists[0]) if lists else 0
+    return [[keras.ops.convert_to_numpy(x[i]) for x in lists] for i in range(n)]
+
+
+OPTIMIZER_CASES = [
+    (lambda: keras.optimizers.Adam(0.01, amsgrad=True), "mse"),
+    (lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True), "mae"),
+    (lambda: keras.optimizers.RMSprop(0.01, momentum=0.5, centered=True), "mse"),
+    (lambda: keras.optimizers.Adagrad(0.02, initial_accumulator_value=0.2), "mse"),
+]
+
+
+@pytest.mark.parametrize(
+    "case", range(len(OPTIMIZER_CASES)), ids=["adam", "sgd", "rmsprop", "adagrad"]
+)
+def test_compiled_keras_model_restores_optimizer_state(case, tmp_path, rng):
+    make_opt, loss = OPTIMIZER_CASES[case]
+    k = keras.Sequential(
+        [keras.Input((T, FEATURES)), L.GRU(4, return_sequences=True), L.LSTM(3), L.Dense(2)]
+    )
+    k.compile(make_opt(), loss, metrics=["mae"])
+    x, y = _floats(rng), rng.standard_normal((B, 2)).astype(np.float32)
+    k.fit(x, y, epochs=3, batch_size=B, shuffle=False, verbose=0)
+    k.save(tmp_path / "c.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_model(tmp_path / "c.keras")
+    assert m.compiled and type(m.optimizer).__name__ == type(k.optimizer).__name__
+    assert m.optimizer.iterations == 3 == int(k.optimizer.iterations)
+    assert m.metrics_names == ["mae"]
+    theirs = k.optimizer.get_config()
+    for key, value in m.optimizer.get_config().items():
+        assert value == pytest.approx(theirs[key]), key
+    assert m.optimizer.slots is not None
+    for ours, keras_slots in zip(m.optimizer.slots, _keras_slots(k.optimizer)):
+        _assert_same_weights(ours, keras_slots)
+    # Uncompiled when asked.
+    assert not load_model(tmp_path / "c.keras", compile=False).compiled
+
+
+@pytest.mark.parametrize(
+    "case", range(len(OPTIMIZER_CASES)), ids=["adam", "sgd", "rmsprop", "adagrad"]
+)
+def test_compiled_fastrnn_model_restores_optimizer_state_in_keras(case, tmp_path, rng):
+    keras_opt = OPTIMIZER_CASES[case][0]()
+    cls = getattr(optimizers, type(keras_opt).__name__)
+    cfg = {k: v for k, v in keras_opt.get_config().items() if k in cls().get_config()}
+    m = Sequential(
+        [F.GRU(4, return_sequences=True, input_shape=(T, FEATURES)), F.LSTM(3), F.Dense(2)]
+    )
+    m.compile(cls(**cfg), OPTIMIZER_CASES[case][1], metrics=["mae"])
+    x, y = _floats(rng), rng.standard_normal((B, 2)).astype(np.float32)
+    m.fit(x, y, epochs=3, batch_size=B, shuffle=False, verbose=0)
+    m.save(tmp_path / "c.keras")
+    k = keras.models.load_model(tmp_path / "c.keras")
+    assert type(k.optimizer).__name__ == type(m.optimizer).__name__
+    assert int(k.optimizer.iterations) == 3
+    assert k.optimizer.get_config()["learning_rate"] == pytest.approx(cfg["learning_rate"])
+    slots = _keras_slots(k.optimizer)
+    assert len(slots) == len(m.optimizer.slots)
+    for ours, theirs in zip(m.optimizer.slots, slots):
+        _assert_same_weights(theirs, ours)
+
+
+def test_keras_training_continues_identically_in_fastrnn(tmp_path, rng):
+    k = keras.Sequential([keras.Input((T, FEATURES)), L.LSTM(4), L.Dense(2)])
+    k.compile(keras.optimizers.Adam(0.01), "mse")
+    x, y = _floats(rng), rng.standard_normal((B, 2)).astype(np.float32)
+    k.fit(x, y, epochs=2, batch_size=B, shuffle=False, verbose=0)
+    k.save(tmp_path / "c.keras")
+    m = load_model(tmp_path / "c.keras")
+    k.fit(x, y, epochs=2, batch_size=B, shuffle=False, verbose=0)
+    m.fit(x, y, epochs=2, batch_size=B, shuffle=False, verbose=0)
+    for a, b in zip(m.get_weights(), k.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=0, atol=2e-6)
+
+
+def test_unknown_compile_objects_load_uncompiled_with_a_warning(tmp_path):
+    cases = {
+        "loss": (keras.optimizers.Adam(), keras.losses.Huber(), None),
+        "optimizer": (keras.optimizers.AdamW(), "mse", None),
+        "metric": ("adam", "mse", [keras.metrics.RootMeanSquaredError()]),
+    }
+    for what, (opt, loss, metrics) in cases.items():
+        k = keras.Sequential([keras.Input((T, FEATURES)), L.SimpleRNN(2)])
+        k.compile(opt, loss, metrics=metrics)
+        path = tmp_path / f"{what}.keras"
+        k.save(path)
+        with pytest.warns(UserWarning, match="uncompiled"):
+            m = load_model(path)
+        assert not m.compiled
+        _assert_same_weights(m.get_weights(), k.get_weights())
+
+
+def test_loss_objects_map_both_ways(tmp_path):
+    k = keras.Sequential([keras.Input((T, FEATURES)), L.SimpleRNN(3), L.Dense(4)])
+    k.compile("sgd", keras.losses.CategoricalCrossentropy(from_logits=True), metrics=["accuracy"])
+    k.save(tmp_path / "k.keras")
+    m = load_model(tmp_path / "k.keras")
+    assert type(m.loss).__name__ == "CategoricalCrossentropy" and m.loss.from_logits
+    assert m.metrics_names == ["accuracy"]
+    m.save(tmp_path / "f.keras")
+    back = keras.models.load_model(tmp_path / "f.keras")
+    assert type(back.loss).__name__ == "CategoricalCrossentropy"
+    assert back.loss.get_config()["from_logits"] is True
+
+
+# ---- what fastrnn cannot honour ----------------------------------------------------------------
+def test_layer_class_fastrnn_lacks_is_named(tmp_path):
+    k = keras.Sequential([keras.Input((T, FEATURES)), L.GaussianNoise(0.1), L.LSTM(2)])
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"k\.keras.*config\.json.*'GaussianNoise'"):
+        load_model(tmp_path / "k.keras")
+
+
+def test_functional_model_is_named(tmp_path):
+    inputs = keras.Input((T, FEATURES))
+    k = keras.Model(inputs, L.LSTM(2)(inputs))
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match="'Functional'"):
+        load_model(tmp_path / "k.keras")
+
+
+@pytest.mark.parametrize(
+    "layer,pattern",
+    [
+        (lambda: L.LSTM(2, kernel_regularizer="l2"), "kernel_regularizer"),
+        (lambda: L.Dense(2, kernel_constraint="non_neg"), "kernel_constraint"),
+        (lambda: L.LSTM(2, return_sequences=True, zero_output_for_mask=True), "zero_output"),
+        (lambda: L.Dense(2, activation="gelu"), "activation 'gelu'"),
+        (lambda: L.GRU(2, activation="softmax"), "softmax"),
+    ],
+)
+def test_settings_fastrnn_cannot_honour_are_named(layer, pattern, tmp_path):
+    k = keras.Sequential([keras.Input((T, FEATURES)), layer()])
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=pattern):
+        load_model(tmp_path / "k.keras")
+
+
+def test_dtype_policies(tmp_path):
+    k = keras.Sequential([keras.Input((T, FEATURES)), L.LSTM(2), L.Dense(1)])
+    k.save(tmp_path / "k.keras")
+    config = _archive_config(tmp_path / "k.keras")
+    for layer in config["config"]["layers"][1:]:
+        layer["config"]["dtype"]["config"]["name"] = "mixed_float16"
+    _rewrite(tmp_path / "k.keras", tmp_path / "mixed.keras", config_json=json.dumps(config))
+    with pytest.warns(UserWarning, match="mixed_float16"):
+        m = load_model(tmp_path / "mixed.keras")
+    assert all(layer.dtype == np.float32 for layer in m.layers)
+    for layer in config["config"]["layers"][1:]:
+        layer["config"]["dtype"]["config"]["name"] = "bfloat16"
+    _rewrite(tmp_path / "k.keras", tmp_path / "bf16.keras", config_json=json.dumps(config))
+    with pytest.raises(ModelFileError, match="bfloat16"):
+        load_model(tmp_path / "bf16.keras")
+
+
+def test_initializer_without_equivalent_warns(tmp_path):
+    k = keras.Sequential(
+        [
+            keras.Input((T, FEATURES)),
+            L.Dense(2, kernel_initializer=keras.initializers.RandomNormal(stddev=1.0)),
+            L.Dense(2, kernel_initializer="lecun_normal"),
+        ]
+    )
+    k.save(tmp_path / "k.keras")
+    with pytest.warns(UserWarning, match="RandomNormal.*stddev") as record:
+        m = load_model(tmp_path / "k.keras")
+    assert "LecunNormal" in str(record[0].message)
+    assert m.layers[0].kernel_initializer == "normal"
+    assert m.layers[1].kernel_initializer == "glorot_uniform"  # fastrnn's default
+
+
+def test_file_names_choose_the_format(tmp_path):
+    m = Sequential([F.SimpleRNN(2, input_shape=(T, FEATURES))])
+    with pytest.raises(ValueError, match="legacy Keras HDF5"):
+        m.save(tmp_path / "m.h5")
+    with pytest.raises(ValueError, match="save_weights"):
+        m.save(tmp_path / "m.weights.h5")
+    with pytest.raises(ValueError, match="save\\(\\)"):
+        m.save_weights(tmp_path / "m.keras")
+    with pytest.raises(ValueError, match=r"\.weights\.h5"):
+        m.save_weights(tmp_path / "m.h5")
+    m.save(tmp_path / "m.fastrnn")
+    with zipfile.ZipFile(tmp_path / "m.fastrnn") as zf:
+        assert "compile.json" in zf.namelist()
+    m.save(tmp_path / "m.keras")
+    with zipfile.ZipFile(tmp_path / "m.keras") as zf:
+        assert sorted(zf.namelist()) == ["config.json", "metadata.json", "model.weights.h5"]
+    m.save_weights(tmp_path / "w.weights.h5")
+    with open(tmp_path / "w.weights.h5", "rb") as f:
+        assert f.read(8) == b"\x89HDF\r\n\x1a\n"
+    with pytest.raises(ModelFileError, match="load_weights"):
+        load_model(tmp_path / "w.weights.h5")
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def test_missing_h5py_names_the_extra(tmp_path, monkeypatch):
+    m = Sequential([F.SimpleRNN(2, input_shape=(T, FEATURES))])
+    m.save(tmp_path / "m.keras")
+    monkeypatch.setitem(sys.modules, "h5py", None)
+    with pytest.raises(ImportError, match=r"fastrnn\[h5\]"):
+        load_model(tmp_path / "m.keras")
+    with pytest.raises(ImportError, match=r"fastrnn\[h5\]"):
+        m.save(tmp_path / "n.keras")
+    assert not (tmp_path / "n.keras").exists()

@@ -1,0 +1,240 @@
+"""fastrnn.saving without Keras: the Keras mapping table, round trips through both formats,
+compile state, atomic writes and the limits' arguments."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+from fastrnn import layers as F
+from fastrnn import optimizers
+from fastrnn.layers import LAYER_CLASSES
+from fastrnn.models import Sequential, load_model
+from fastrnn.saving import keras_format, native
+
+T, FEATURES, VOCAB = 5, 3, 11
+
+# Each layer class with arguments away from their defaults, and an input shape to build it.
+NON_DEFAULT = {
+    "Dense": (
+        lambda: F.Dense(
+            3,
+            activation="tanh",
+            use_bias=False,
+            kernel_initializer="he_normal",
+            bias_initializer="ones",
+            dtype="float64",
+            trainable=False,
+            name="d",
+        ),
+        (None, FEATURES),
+    ),
+    "Embedding": (
+        lambda: F.Embedding(VOCAB, 4, embeddings_initializer="normal", mask_zero=True),
+        (None, T),
+    ),
+    "Masking": (lambda: F.Masking(mask_value=-1.5), (None, T, FEATURES)),
+    "Dropout": (lambda: F.Dropout(0.25, noise_shape=(None, 1, FEATURES), seed=4), (None, T, 3)),
+    "SimpleRNN": (
+        lambda: F.SimpleRNN(
+            4,
+            activation="relu",
+            use_bias=False,
+            kernel_initializer="glorot_normal",
+            recurrent_initializer="he_uniform",
+            dropout=0.1,
+            recurrent_dropout=0.2,
+            return_sequences=True,
+            return_state=True,
+            go_backwards=True,
+            stateful=True,
+            seed=9,
+        ),
+        (2, T, FEATURES),
+    ),
+    "LSTM": (
+        lambda: F.LSTM(
+            4,
+            activation="sigmoid",
+            recurrent_activation="hard_sigmoid",
+            unit_forget_bias=False,
+            bias_initializer="ones",
+            go_backwards=True,
+            return_sequences=True,
+        ),
+        (None, T, FEATURES),
+    ),
+    "GRU": (
+        lambda: F.GRU(4, reset_after=False, recurrent_activation="tanh", stateful=True),
+        (3, T, FEATURES),
+    ),
+    "Bidirectional": (
+        lambda: F.Bidirectional(F.GRU(3, go_backwards=True, reset_after=False), merge_mode="mul"),
+        (None, T, FEATURES),
+    ),
+}
+
+
+def test_every_layer_class_has_a_keras_row():
+    """A layer class without a row cannot be written to or read from Keras files: add one to
+    fastrnn.saving.keras_format.LAYERS (and a NON_DEFAULT entry here)."""
+    rows = {row.fastrnn for row in keras_format.LAYERS}
+    missing = sorted(set(LAYER_CLASSES) - rows)
+    assert not missing, f"no Keras mapping for {missing}"
+    assert set(NON_DEFAULT) == set(LAYER_CLASSES)
+
+
+@pytest.mark.parametrize("name", sorted(NON_DEFAULT))
+def test_keras_row_round_trips_the_config(name):
+    make, shape = NON_DEFAULT[name]
+    layer = make()
+    layer.build(shape)
+    spec = json.loads(json.dumps(keras_format.layer_to_keras(layer), allow_nan=False))
+    assert spec["class_name"] == keras_format.row_for_layer(layer).keras
+    assert spec["build_config"] == {"input_shape": list(shape)}
+    back = keras_format.layer_from_keras(spec, "layer", notes := [])
+    assert not notes
+    assert type(back) is type(layer)
+    assert back.get_config() == layer.get_config()
+
+
+def test_keras_snake_case_matches_keras_names():
+    assert [keras_format.keras_snake(n) for n in ("SimpleRNN", "LSTM", "GRU", "Conv1D")] == [
+        "simple_rnn",
+        "lstm",
+        "gru",
+        "conv1d",
+    ]
+    assert keras_format.layer_paths(["LSTM", "Dense", "LSTM", "LSTM"]) == [
+        "layers/lstm",
+        "layers/dense",
+        "layers/lstm_1",
+        "layers/lstm_2",
+    ]
+
+
+def _trained(rng):
+    model = Sequential(
+        [
+            F.Embedding(VOCAB, 4, mask_zero=True, input_shape=(T,)),
+            F.Bidirectional(F.LSTM(3, return_sequences=True), merge_mode="concat"),
+            F.GRU(2, reset_after=False),
+            F.Dense(1),
+        ]
+    )
+    model.compile(optimizers.RMSprop(0.01, momentum=0.5, centered=True), "mse", ["mae"])
+    x = rng.integers(0, VOCAB, (7, T))
+    y = rng.standard_normal((7, 1))
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    return model, x, y
+
+
+@pytest.mark.parametrize("suffix", [".fastrnn", ".keras"])
+def test_round_trip_restores_weights_and_training_state(suffix, tmp_path, rng):
+    if suffix == ".keras":
+        pytest.importorskip("h5py")
+    model, x, y = _trained(rng)
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    loaded = load_model(path)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    assert loaded.optimizer.get_config() == model.optimizer.get_config()
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 4
+    for a, b in zip(loaded.optimizer.get_state()[1], model.optimizer.get_state()[1]):
+        np.testing.assert_array_equal(a, b)
+    model.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    loaded.fit(x, y, epochs=1, batch_size=4, shuffle=False, verbose=0)
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    uncompiled = load_model(path, compile=False)
+    assert not uncompiled.compiled
+
+
+def test_weights_files_round_trip(tmp_path, rng):
+    model, x, _ = _trained(rng)
+    clone = Sequential.from_config(model.get_config())
+    names = ["w.weights.zip"]
+    try:
+        import h5py  # noqa: F401
+
+        names.append("w.weights.h5")
+    except ImportError:
+        pass
+    for name in names:
+        model.save_weights(tmp_path / name)
+        clone.set_weights([np.zeros_like(w) for w in clone.get_weights()])
+        clone.load_weights(tmp_path / name)
+        np.testing.assert_array_equal(clone.predict(x), model.predict(x))
+
+
+def test_failed_save_keeps_the_old_file(tmp_path, rng, monkeypatch):
+    model, _, _ = _trained(rng)
+    path = tmp_path / "model.fastrnn"
+    model.save(path)
+    before = path.read_bytes()
+
+    def broken(model, fileobj):
+        fileobj.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(native, "write_model", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fastrnn"]
+
+
+def test_arrays_are_stored_uncompressed_and_json_is_strict(tmp_path, rng):
+    model, _, _ = _trained(rng)
+    model.save(tmp_path / "m.fastrnn")
+    with zipfile.ZipFile(tmp_path / "m.fastrnn") as zf:
+        for info in zf.infolist():
+            if info.filename.endswith(".npy"):
+                assert info.compress_type == zipfile.ZIP_STORED
+    model.optimizer.clipnorm = float("inf")
+    with pytest.raises(ValueError, match="compile.json cannot be written as JSON"):
+        model.save(tmp_path / "inf.fastrnn")
+
+
+def test_unbuilt_model_is_refused(tmp_path):
+    model = Sequential([F.LSTM(2)])
+    for call in (model.save, model.save_weights):
+        with pytest.raises(ValueError, match="not built"):
+            call(tmp_path / "m.keras")
+    with pytest.raises(TypeError, match="filepath"):
+        Sequential([F.LSTM(2, input_shape=(3, 2))]).save(123)
+
+
+def test_keras_archive_with_deflated_weights_entry_loads(tmp_path, rng):
+    """Keras stores model.weights.h5 uncompressed; a re-zipped archive deflates it."""
+    pytest.importorskip("h5py")
+    model, x, _ = _trained(rng)
+    model.save(tmp_path / "stored.keras")
+    with zipfile.ZipFile(tmp_path / "stored.keras") as src:
+        with zipfile.ZipFile(tmp_path / "deflated.keras", "w", zipfile.ZIP_DEFLATED) as dst:
+            for info in src.infolist():
+                dst.writestr(info.filename, src.read(info))
+    with zipfile.ZipFile(tmp_path / "deflated.keras") as zf:
+        assert zf.getinfo("model.weights.h5").compress_type == zipfile.ZIP_DEFLATED
+    loaded = load_model(tmp_path / "deflated.keras")
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_layer_without_keras_row_is_named_when_saving(tmp_path):
+    pytest.importorskip("h5py")
+
+    class Custom(F.Dense):
+        pass
+
+    model = Sequential([F.LSTM(2, input_shape=(T, FEATURES)), Custom(1, name="mine")])
+    for call, name in ((model.save, "m.keras"), (model.save_weights, "m.weights.h5")):
+        with pytest.raises(ValueError, match=r"'mine' \(Custom\) has no Keras file mapping"):
+            call(tmp_path / name)
+    assert not list(tmp_path.iterdir())
+    model.save(tmp_path / "m.fastrnn")  # fastrnn's own format is unaffected... until loading:
+    with pytest.raises(ValueError, match="Custom"):
+        load_model(tmp_path / "m.fastrnn")
