@@ -21,10 +21,11 @@ from fastrnn.layers import (
     Dense,
     Dropout,
     Embedding,
+    Input,
     Masking,
     SimpleRNN,
 )
-from fastrnn.models import Sequential, load_model
+from fastrnn.models import Model, Sequential, load_model
 
 try:  # the installed distribution's version (pyproject.toml is the one place it is written)
     __version__ = _metadata.version("fastrnn")
@@ -55,7 +56,9 @@ __all__ = [
     "Dense",
     "Dropout",
     "Embedding",
+    "Input",
     "Masking",
+    "Model",
     "Sequential",
     "SimpleRNN",
     "callbacks",

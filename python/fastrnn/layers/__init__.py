@@ -1,9 +1,25 @@
-"""Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional and core layers."""
+"""Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional, core and merge layers,
+and ``Input``/``InputLayer`` for the Functional API."""
 
 from __future__ import annotations
 
 from fastrnn.layers.base import Layer
 from fastrnn.layers.core import Dense, Dropout, Embedding, Masking
+from fastrnn.layers.input_layer import Input, InputLayer, KerasTensor
+from fastrnn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    multiply,
+    subtract,
+)
 from fastrnn.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
 from fastrnn.layers.wrappers import Bidirectional
 
@@ -11,6 +27,12 @@ LAYER_CLASSES = {
     cls.__name__: cls
     for cls in (Dense, Dropout, Embedding, Masking, SimpleRNN, LSTM, GRU, Bidirectional)
 }
+LAYER_CLASSES.update(
+    {
+        cls.__name__: cls
+        for cls in (InputLayer, Add, Subtract, Multiply, Average, Maximum, Concatenate)
+    }
+)
 
 
 def serialize(layer: Layer) -> dict:
@@ -38,13 +60,28 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Add",
+    "Average",
     "Bidirectional",
+    "Concatenate",
     "Dense",
     "Dropout",
     "Embedding",
+    "Input",
+    "InputLayer",
+    "KerasTensor",
     "Layer",
     "Masking",
+    "Maximum",
+    "Multiply",
     "SimpleRNN",
+    "Subtract",
+    "add",
+    "average",
+    "concatenate",
     "deserialize",
+    "maximum",
+    "multiply",
     "serialize",
+    "subtract",
 ]
