@@ -346,12 +346,16 @@ def test_masks_travel_along_edges():
 
 
 def test_explicit_training_argument_in_graph():
+    """As Keras: a call's recorded ``training`` holds in direct calls of the model; ``predict``
+    (training=False) and ``fit`` (True) override it."""
     inp = Input((50,))
     always = Model(inp, F.Dropout(0.5, seed=1)(inp, training=True))
     x = np.ones((2, 50), np.float32)
-    assert (always.predict(x, verbose=0) == 0).any()  # dropout on even in predict
+    assert (always(x) == 0).any()
+    np.testing.assert_array_equal(always.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(always(x, training=False), x)
     default = Model(inp, F.Dropout(0.5, seed=1)(inp))
-    np.testing.assert_array_equal(default.predict(x, verbose=0), x)
+    np.testing.assert_array_equal(default(x), x)
 
 
 def test_config_round_trip_with_dict_io():
@@ -430,3 +434,20 @@ def test_batch_shape_gives_stateful_layers_their_states():
     np.testing.assert_array_equal(model.predict(x, batch_size=3, verbose=0), first)
     with pytest.raises(ValueError, match="batch size"):
         model.predict(x[:2], verbose=0)
+
+
+def test_config_counts_only_the_models_own_nodes():
+    """A layer called before in another graph has more nodes; configs count this model's."""
+    dense = F.Dense(2, name="reused")
+    first_in = Input((3,))
+    Model(first_in, dense(F.Dense(3)(first_in)))
+    inp = Input((3,), name="fresh_in")
+    model = Model(inp, F.Dense(1, name="fresh_out")(dense(inp)))
+    assert len(dense._inbound_nodes) == 2
+    config = model.get_config()
+    entry = [e for e in config["layers"] if e["name"] == "fresh_out"][0]
+    assert entry["inbound_nodes"][0]["args"][0]["config"]["keras_history"] == ["reused", 0, 0]
+    clone = Model.from_config(config)
+    clone.set_weights(model.get_weights())
+    x = RNG.standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -10,6 +10,7 @@ text and the progress lines printed by ``fit``/``evaluate``/``predict``.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import types
@@ -83,6 +84,10 @@ def _graph_data(seed=0, n=6):
 def test_functional_forward_and_sgd_step_match_keras():
     ours, theirs = _both(_graph)
     x, y, rng = _graph_data()
+    # Whole-model weight lists come in Keras's order: set_weights(keras.get_weights()) works.
+    assert len(ours.get_weights()) == len(theirs.get_weights())
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, np.asarray(b))
     for a, b in zip(ours.predict(x, verbose=0), theirs.predict(x, verbose=0)):
         np.testing.assert_allclose(a, b, atol=2e-6)
     sw = rng.random(6).astype(np.float32)
@@ -429,3 +434,41 @@ def test_stateful_sequential_with_batch_shape_matches_keras():
         theirs.predict(chunks[0], batch_size=3, verbose=0),
         atol=1e-6,
     )
+
+
+def _config_graph(L, Input, Model):
+    a = Input((5, 3), name="ca")
+    b = Input((2,), name="cb")
+    _, h, c = L.LSTM(2, return_state=True, name="enc")(a)
+    d = L.LSTM(2, name="dec")(a, initial_state=[h, c])
+    shared = L.Dense(2, name="sh")
+    return Model({"ca": a, "cb": b}, [L.Add(name="add")([d, shared(b), shared(h)]), h])
+
+
+def test_functional_config_graph_matches_keras():
+    """The graph part of get_config (what a .keras file stores) is Keras's: node arguments with
+    keras_history triples, input and output references."""
+    ours, theirs = _both(_config_graph)
+    for a, b in zip(ours.get_weights(), theirs.get_weights()):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    k_config = json.loads(json.dumps(theirs.get_config()))  # as a .keras file stores it
+    f_config = json.loads(json.dumps(ours.get_config()))
+    assert f_config["input_layers"] == k_config["input_layers"]
+    assert f_config["output_layers"] == k_config["output_layers"]
+    assert [e["name"] for e in f_config["layers"]] == [e["name"] for e in k_config["layers"]]
+    for k_entry, f_entry in zip(k_config["layers"], f_config["layers"]):
+        assert f_entry["class_name"] == k_entry["class_name"]
+        assert len(f_entry["inbound_nodes"]) == len(k_entry["inbound_nodes"])
+        for k_node, f_node in zip(k_entry["inbound_nodes"], f_entry["inbound_nodes"]):
+            assert f_node["args"] == k_node["args"], k_entry["name"]
+            # Keras also records the defaults training=False, mask=None of some calls.
+            k_kwargs = {
+                k: v for k, v in k_node["kwargs"].items() if v is not None and v is not False
+            }
+            assert f_node["kwargs"] == k_kwargs, k_entry["name"]
+    clone = fastrnn.Model.from_config(f_config)
+    clone.set_weights(ours.get_weights())
+    rng = np.random.default_rng(8)
+    x = {"ca": rng.standard_normal((3, 5, 3)).astype(np.float32), "cb": rng.standard_normal((3, 2))}
+    for a, b in zip(clone.predict(x, verbose=0), theirs.predict(x, verbose=0)):
+        np.testing.assert_allclose(a, b, atol=1e-6)

@@ -626,25 +626,27 @@ def _map_graph(inputs: list[KerasTensor], outputs: list[KerasTensor]) -> tuple:
     return dict(nodes_by_depth), run, layers
 
 
-def _tensor_ref(t: KerasTensor) -> list:
+def _tensor_ref(t: KerasTensor, reindex: dict) -> list:
+    """``[layer name, node index, tensor index]``, the node counted among this model's nodes of
+    the layer (a layer also called in other graphs has more nodes), as Keras's configs do."""
     layer, node_index, tensor_index = t._keras_history
-    return [layer.name, node_index, tensor_index]
+    return [layer.name, reindex.get((id(layer), node_index), node_index), tensor_index]
 
 
-def _serialize_argument(value: Any) -> Any:
+def _serialize_argument(value: Any, reindex: dict) -> Any:
     if isinstance(value, KerasTensor):
         return {
             "class_name": "__keras_tensor__",
             "config": {
                 "shape": list(value.shape),
                 "dtype": value.dtype,
-                "keras_history": _tensor_ref(value),
+                "keras_history": _tensor_ref(value, reindex),
             },
         }
     if isinstance(value, (list, tuple)):
-        return [_serialize_argument(v) for v in value]
+        return [_serialize_argument(v, reindex) for v in value]
     if isinstance(value, dict):
-        return {k: _serialize_argument(v) for k, v in value.items()}
+        return {k: _serialize_argument(v, reindex) for k, v in value.items()}
     if isinstance(value, (np.integer, np.floating)):
         return value.item()
     return value
@@ -989,8 +991,11 @@ class Model(Layer):
         return out
 
     # ---- forward / backward -------------------------------------------------------------------
-    def _run(self, flat_x: list, training: bool, flat_masks: list | None = None) -> tuple:
-        """Runs the graph: (flat outputs, flat output masks, tape for backward or None)."""
+    def _run(self, flat_x: list, training: Any, flat_masks: list | None = None) -> tuple:
+        """Runs the graph: (flat outputs, flat output masks, tape for backward or None).
+
+        ``training`` True/False applies to every layer; None leaves each call its recorded
+        ``training`` argument (else inference)."""
         values: dict[int, tuple] = {}
         for i, (t, x) in enumerate(zip(self._flat_inputs, flat_x)):
             values[id(t)] = (x, None if flat_masks is None else flat_masks[i])
@@ -1024,7 +1029,9 @@ class Model(Layer):
                 previous = None
             if mask is not None and all(m is None for m in flatten(mask)):
                 mask = None
-            run_training = bool(training) if node_training is None else bool(node_training)
+            # As Keras: the model's own training flag, when given, overrides what a call in the
+            # graph recorded (``Dropout(...)(x, training=True)`` acts only in direct calls).
+            run_training = node_training if training is None else training
             out, out_mask, cache = layer._forward(
                 args, mask=mask, training=run_training, previous_mask=previous, **kwargs
             )
@@ -1111,7 +1118,7 @@ class Model(Layer):
         inputs: Any,
         *,
         mask: Any = None,
-        training: bool = False,
+        training: bool | None = None,
         previous_mask: Any = None,
         **kwargs: Any,
     ) -> tuple:
@@ -1126,7 +1133,7 @@ class Model(Layer):
             flat_masks = flatten(mask)
             if len(flat_masks) != len(flat_x):
                 flat_masks = None
-        outs, masks, tape = self._run(flat_x, bool(training), flat_masks)
+        outs, masks, tape = self._run(flat_x, training, flat_masks)
         out_struct = pack_as(self._outputs_struct, outs)
         mask_struct = (
             None if all(m is None for m in masks) else pack_as(self._outputs_struct, masks)
@@ -2116,6 +2123,12 @@ class Model(Layer):
         [layer name, node index, tensor index]}}``. ``input_layers``/``output_layers`` hold
         such triples in the structure of ``inputs``/``outputs``.
         """
+        reindex: dict = {}
+        for layer in self.layers:
+            kept = [
+                i for i, n in enumerate(layer._inbound_nodes) if id(n) in self._graph_node_ids
+            ]
+            reindex.update({(id(layer), old): new for new, old in enumerate(kept)})
         layer_configs = []
         for layer in self.layers:
             nodes = []
@@ -2124,8 +2137,8 @@ class Model(Layer):
                     continue
                 nodes.append(
                     {
-                        "args": [_serialize_argument(node.call_inputs)],
-                        "kwargs": _serialize_argument(node.call_kwargs),
+                        "args": [_serialize_argument(node.call_inputs, reindex)],
+                        "kwargs": _serialize_argument(node.call_kwargs, reindex),
                     }
                 )
             spec = serialize(layer)
@@ -2134,8 +2147,10 @@ class Model(Layer):
             "name": self.name,
             "trainable": self.trainable,
             "layers": layer_configs,
-            "input_layers": map_structure(_tensor_ref_leaf, self._inputs_struct),
-            "output_layers": map_structure(_tensor_ref_leaf, self._outputs_struct),
+            "input_layers": map_structure(lambda t: _tensor_ref(t, reindex), self._inputs_struct),
+            "output_layers": map_structure(
+                lambda t: _tensor_ref(t, reindex), self._outputs_struct
+            ),
         }
 
     @classmethod
@@ -2243,10 +2258,6 @@ class Model(Layer):
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} name={self.name!r} built={self.built}>"
-
-
-def _tensor_ref_leaf(t: KerasTensor) -> list:
-    return _tensor_ref(t)
 
 
 def _layer_shape_text(layer: Layer) -> str:
