@@ -418,6 +418,10 @@ def test_sequential_input_first_and_errors():
         Sequential([Input((4, 2)), F.LSTM(3, return_state=True), F.Dense(1)])
     popped = model.pop()
     assert isinstance(popped, F.Dense) and model.outputs[0].shape == (None, 3)
+    model.pop()
+    model.add(F.GRU(2))  # the Input stays when every layer is popped
+    assert model.outputs[0].shape == (None, 2)
+    model.add(F.Dense(1))
     clone = Sequential.from_config(model.get_config())
     assert clone.built and clone.inputs[0].shape == (None, 12, 1)
 

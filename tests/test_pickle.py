@@ -34,6 +34,29 @@ def _pickle(obj):
     return pickle.loads(pickle.dumps(obj))
 
 
+class _ArraysApartPickler(pickle.Pickler):
+    """Stores every array reference separately, as joblib does (identity between references to
+    one array is lost), without needing joblib."""
+
+    def persistent_id(self, obj):
+        if isinstance(obj, np.ndarray) and obj.dtype != object:
+            return ("ndarray", obj.dtype.str, obj.shape, obj.tobytes())
+        return None
+
+
+class _ArraysApartUnpickler(pickle.Unpickler):
+    def persistent_load(self, pid):
+        _, dtype, shape, data = pid
+        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+
+
+def _arrays_apart(obj):
+    buf = io.BytesIO()
+    _ArraysApartPickler(buf).dump(obj)
+    buf.seek(0)
+    return _ArraysApartUnpickler(buf).load()
+
+
 def _joblib(obj):
     joblib = pytest.importorskip("joblib")
     buf = io.BytesIO()
@@ -42,7 +65,7 @@ def _joblib(obj):
     return joblib.load(buf)
 
 
-COPIES = [_pickle, copy.deepcopy, _joblib]
+COPIES = [_pickle, copy.deepcopy, _arrays_apart, _joblib]
 
 
 def _sequential():
@@ -113,7 +136,7 @@ LAYERS = [
 
 
 @pytest.mark.parametrize("make,shape", LAYERS)
-@pytest.mark.parametrize("copier", [_pickle, copy.deepcopy])
+@pytest.mark.parametrize("copier", [_pickle, copy.deepcopy, _arrays_apart])
 def test_layers_round_trip_after_a_training_call(make, shape, copier):
     rng = np.random.default_rng(1)
     x = rng.standard_normal(shape).astype(np.float32)

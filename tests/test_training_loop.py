@@ -140,6 +140,11 @@ def test_validation_data_with_weights_and_freq():
     )
     hist = model.fit(x, y, epochs=4, validation_data=(xv, yv), validation_freq=[1, 4], verbose=0)
     assert len(hist.history["val_loss"]) == 2
+    w = rng.random(12)  # validation_split takes the last samples, their weights with them
+    hist = model.fit(x, y, sample_weight=w, validation_split=0.25, epochs=1, verbose=0)
+    assert hist.history["val_loss"][0] == pytest.approx(
+        model.evaluate(x[9:], y[9:], sample_weight=w[9:], verbose=0), rel=1e-6
+    )
     with pytest.raises(ValueError, match="validation_freq"):
         model.fit(x, y, validation_data=(xv, yv), validation_freq=0, verbose=0)
     with pytest.raises(ValueError, match="validation_data"):

@@ -966,18 +966,20 @@ class Model(Layer):
         return arrays
 
     def _prepare_targets(self, y: Any, argument: str = "y") -> list:
-        n = len(self._flat_outputs)
+        n = len(self._flat_outputs_for_compile())
         if y is None:
             return [None] * n
         flat = self._flatten_data(y, self._output_keys(), n, argument, "output")
         return [None if v is None else _as_array(v, argument) for v in flat]
 
     def _prepare_sample_weights(self, sw: Any, argument: str = "sample_weight") -> list:
-        n = len(self._flat_outputs)
+        n = len(self._flat_outputs_for_compile())
         if sw is None:
             return [None] * n
-        if isinstance(sw, (list, tuple, dict)) and n > 1:
+        if isinstance(sw, dict) or (isinstance(sw, (list, tuple)) and n > 1):
             flat = self._flatten_data(sw, self._output_keys(), n, argument, "output")
+        elif isinstance(sw, (list, tuple)) and len(sw) == 1 and isinstance(sw[0], np.ndarray):
+            flat = [sw[0]]
         else:
             flat = [sw] * n  # one array weights every output, as Keras
         out = []
@@ -1637,16 +1639,14 @@ class Model(Layer):
         if x is None:
             raise ValueError(f"{what}: x is required.")
         bs = _check_batch_size(batch_size, what)
-        flat_x = self._prepare_inputs(x)
-        n = len(flat_x[0])
-        if n == 0:
-            raise ValueError(f"{what}: x is empty.")
         if with_targets:
             flat_x, flat_y, flat_sw = self._batch_arrays(x, y, sample_weight, class_weight)
             flat_y = None if all(v is None for v in flat_y) else flat_y
             flat_sw = None if all(v is None for v in flat_sw) else flat_sw
         else:
-            flat_y = flat_sw = None
+            flat_x, flat_y, flat_sw = self._prepare_inputs(x), None, None
+        if len(flat_x[0]) == 0:
+            raise ValueError(f"{what}: x is empty.")
         return _ArrayBatches(flat_x, flat_y, flat_sw, bs, shuffle)
 
     def _standardize_batch(self, batch: tuple, class_weight: dict | None, prepared: bool) -> tuple:
@@ -1654,7 +1654,7 @@ class Model(Layer):
         if not prepared:
             self._ensure_built(bx)
         if prepared:  # from _ArrayBatches: already flat lists
-            n = len(self._flat_outputs)
+            n = len(self._flat_outputs_for_compile())
             return (
                 bx,
                 (by if by is not None else [None] * n),
@@ -2125,9 +2125,7 @@ class Model(Layer):
         """
         reindex: dict = {}
         for layer in self.layers:
-            kept = [
-                i for i, n in enumerate(layer._inbound_nodes) if id(n) in self._graph_node_ids
-            ]
+            kept = [i for i, n in enumerate(layer._inbound_nodes) if id(n) in self._graph_node_ids]
             reindex.update({(id(layer), old): new for new, old in enumerate(kept)})
         layer_configs = []
         for layer in self.layers:
@@ -2148,9 +2146,7 @@ class Model(Layer):
             "trainable": self.trainable,
             "layers": layer_configs,
             "input_layers": map_structure(lambda t: _tensor_ref(t, reindex), self._inputs_struct),
-            "output_layers": map_structure(
-                lambda t: _tensor_ref(t, reindex), self._outputs_struct
-            ),
+            "output_layers": map_structure(lambda t: _tensor_ref(t, reindex), self._outputs_struct),
         }
 
     @classmethod
@@ -2389,11 +2385,11 @@ class Sequential(Model):
         if not self._seq_layers:
             raise ValueError(f"Sequential model {self.name!r} has no layers to pop.")
         layer = self._seq_layers.pop()
-        if self._input_tensor is not None:
-            shape, dtype = self._input_tensor.shape, self._input_tensor.dtype
-            self._input_tensor = self._output_tensor = None
-            if self._seq_layers:
-                self.build(shape, dtype=dtype)
+        tensor = self._input_tensor
+        self._output_tensor = None
+        if tensor is not None and self._seq_layers:
+            self._input_tensor = None
+            self.build(tensor.shape, dtype=tensor.dtype)
         return layer
 
     @property
@@ -2524,32 +2520,6 @@ class Sequential(Model):
 
     def _flat_output_names_for_compile(self) -> list[str]:
         return self.output_names or ["output"]
-
-    def _prepare_targets(self, y: Any, argument: str = "y") -> list:
-        n = len(self._flat_outputs_for_compile())
-        if y is None:
-            return [None] * n
-        flat = self._flatten_data(y, self._output_keys(), n, argument, "output")
-        return [None if v is None else _as_array(v, argument) for v in flat]
-
-    def _prepare_sample_weights(self, sw: Any, argument: str = "sample_weight") -> list:
-        n = len(self._flat_outputs_for_compile())
-        if sw is None:
-            return [None] * n
-        flat = (
-            [sw] * n
-            if not (isinstance(sw, (list, tuple, dict)) and n > 1)
-            else (self._flatten_data(sw, self._output_keys(), n, argument, "output"))
-        )
-        out = []
-        for v in flat:
-            if v is None:
-                out.append(None)
-                continue
-            arr = _as_array(v, argument)
-            check_numeric_array(arr, argument)
-            out.append(arr.astype(np.float64))
-        return out
 
     # ---- forward / backward -------------------------------------------------------------------
     def _run(self, flat_x: list, training: bool, flat_masks: list | None = None) -> tuple:
