@@ -492,12 +492,13 @@ class _Callbacks:
         if not hook.startswith("on_"):
             raise AttributeError(hook)
 
-        def dispatch(*args: Any) -> None:
-            for cb in self.callbacks:
-                method = getattr(cb, hook, None)
-                if method is not None:
-                    method(*args)
+        methods = [getattr(cb, hook) for cb in self.callbacks if hasattr(cb, hook)]
 
+        def dispatch(*args: Any) -> None:
+            for method in methods:
+                method(*args)
+
+        setattr(self, hook, dispatch)  # found once per hook, not per batch
         return dispatch
 
 
@@ -1961,7 +1962,8 @@ class Model(Layer):
                 collected = [[] for _ in outs]
             for bucket, out in zip(collected, outs):
                 bucket.append(out)
-            cb.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs)})
+            if cb.callbacks:
+                cb.on_predict_batch_end(step, {"outputs": self._pack_outputs(outs)})
         cb.on_predict_end({})
         if collected is None:
             raise ValueError("predict: the data yielded no batch.")

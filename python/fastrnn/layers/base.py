@@ -99,12 +99,13 @@ def check_numeric_array(x: np.ndarray, owner: str, argument: str = "inputs") -> 
     Raises:
         TypeError: naming ``argument`` and the dtype.
     """
-    if np.iscomplexobj(x):
+    kind = x.dtype.kind
+    if kind == "c":
         raise TypeError(
             f"{owner}: {argument} must be real numbers, got complex dtype {x.dtype} (casting "
             "would silently drop the imaginary part)."
         )
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+    if kind not in "biuf":
         raise TypeError(f"{owner}: {argument} must be numeric, got dtype {x.dtype}.")
 
 
@@ -281,13 +282,22 @@ class Layer:
 
     # ---- sub-layers and trainability --------------------------------------------------------
     def _sublayers(self) -> list[Layer]:
-        """Layers this layer owns (attributes holding layers, e.g. a wrapper's inner layer)."""
+        """Layers this layer owns (attributes holding layers, e.g. a wrapper's inner layer).
+
+        Found by looking at the attributes; remembered once the layer is built (its structure
+        is fixed by then).
+        """
+        cached = self.__dict__.get("_sublayers_cache")
+        if cached is not None:
+            return list(cached)
         found: list[Layer] = []
         for value in vars(self).values():
             if isinstance(value, Layer):
                 found.append(value)
             elif isinstance(value, (list, tuple)) and value and isinstance(value[0], Layer):
                 found.extend(v for v in value if isinstance(v, Layer))
+        if self.__dict__.get("built"):
+            self.__dict__["_sublayers_cache"] = tuple(found)
         return found
 
     @property
