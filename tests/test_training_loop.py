@@ -395,3 +395,5 @@ def test_fit_argument_errors():
         model.fit(x.astype(np.complex64), y, verbose=0)
     with pytest.raises(ValueError, match="same number of samples"):
         model.fit(x, y, sample_weight=np.ones(3), verbose=0)
+    with pytest.raises(TypeError, match="third argument is loss_weights"):
+        model.compile("sgd", "mse", ["mae"])  # Keras's order: (optimizer, loss, loss_weights)

@@ -1271,7 +1271,15 @@ class Model(Layer):
             weights = self._per_output(loss_weights, "loss_weights", n, keys, allow_none=True)
             for w in weights:
                 if w is not None and (isinstance(w, bool) or not isinstance(w, (int, float))):
-                    raise TypeError(f"compile: loss_weights entries must be numbers, got {w!r}.")
+                    hint = (
+                        " (compile's third argument is loss_weights, as in Keras: pass "
+                        "metrics=[...] by keyword)"
+                        if isinstance(w, str) or callable(w)
+                        else ""
+                    )
+                    raise TypeError(
+                        f"compile: loss_weights entries must be numbers, got {w!r}{hint}."
+                    )
         metric_ids = self._metric_structure(metrics, "metrics", n, keys)
         weighted_ids = self._metric_structure(weighted_metrics, "weighted_metrics", n, keys)
         self.optimizer = optimizers_module.get(optimizer)
