@@ -239,3 +239,80 @@ def test_stack_backward_finite_differences(rnn):
         assert [g.shape for g in layer.gradients] == [w.shape for w in layer.weights]
         _fd_check(loss, layer.weights, layer.gradients)
     _fd_check(loss, [h0, c0][: len(dstates)], dstates)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SimpleRNN(3),
+        lambda: LSTM(3, return_sequences=True),
+        lambda: Bidirectional(GRU(3)),
+        lambda: Dense(3),
+    ],
+)
+def test_complex_inputs_raise_type_error(make):
+    x = (np.ones((2, 4, 3)) + 1j).astype(np.complex64)
+    layer = make()
+    with pytest.raises(TypeError, match="complex"):
+        layer(x)
+    layer(x.real.astype(np.float32))  # a real array of the same shape is fine
+    with pytest.raises(TypeError, match="complex"):
+        layer.set_weights([w.astype(np.complex128) for w in layer.get_weights()])
+
+
+@pytest.mark.parametrize("cls,name,extra", CELLS)
+def test_zero_time_steps_give_the_initial_state(cls, name, extra):
+    """T == 0: nothing to run, so the last output is the initial state (zeros without one), as
+    for a fully masked sequence. (Keras raises IndexError.)"""
+    rng = _rng(9)
+    x = np.zeros((B, 0, I), np.float32)
+    n_states = 2 if name == "lstm" else 1
+    h0 = [rng.standard_normal((B, H)).astype(np.float32) for _ in range(n_states)]
+    layer = cls(H, return_state=True, **extra)
+    out, *states = layer(x)
+    np.testing.assert_array_equal(out, np.zeros((B, H), np.float32))
+    out, *states = layer(x, initial_state=h0, training=True)
+    np.testing.assert_array_equal(out, h0[0])
+    for s, s0 in zip(states, h0):
+        np.testing.assert_array_equal(s, s0)
+    dy = rng.standard_normal((B, H)).astype(np.float32)
+    dx, *dh0 = layer.backward([dy] + [None] * n_states)
+    assert dx.shape == (B, 0, I)
+    np.testing.assert_array_equal(dh0[0], dy)  # the output was h0 itself
+    assert all(not np.any(g) for g in layer.gradients)
+    seq = cls(H, return_sequences=True, **extra)
+    assert seq(x).shape == (B, 0, H)
+    bi = Bidirectional(cls(H, **extra))
+    np.testing.assert_array_equal(bi(x), np.zeros((B, 2 * H), np.float32))
+
+
+def test_positional_call_arguments_and_trainable_propagation():
+    rng = _rng(10)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    h0 = [rng.standard_normal((B, H)).astype(np.float32) for _ in range(2)]
+    lstm = LSTM(H, return_state=True)
+    np.testing.assert_array_equal(lstm(x, h0)[0], lstm(x, initial_state=h0)[0])
+    with pytest.raises(TypeError, match="multiple values"):
+        lstm(x, h0, initial_state=h0)
+    bi = Bidirectional(GRU(H))
+    bi(x)
+    assert len(bi.trainable_weights) == 6
+    bi.backward_layer.trainable = False
+    assert len(bi.trainable_weights) == 3 and len(bi.non_trainable_weights) == 3
+    bi.trainable = False
+    assert not bi.forward_layer.trainable and bi.trainable_weights == []
+
+
+def test_model_calls_leave_no_per_call_state_on_layers():
+    """Inside a model, masks and caches travel with the call, not on the shared layer."""
+    from fastrnn.models import Sequential
+
+    x = _rng(11).standard_normal((B, T, I)).astype(np.float32)
+    x[0, 3:] = 0.0
+    masking, lstm = Masking(), LSTM(H, return_sequences=True)
+    model = Sequential([masking, lstm])
+    sentinel = object()
+    masking.output_mask = lstm.output_mask = sentinel
+    model.predict(x, verbose=0)
+    model(x, training=True)
+    assert masking.output_mask is sentinel and lstm.output_mask is sentinel

@@ -124,7 +124,7 @@ def _trained(rng):
             F.Dense(1),
         ]
     )
-    model.compile(optimizers.RMSprop(0.01, momentum=0.5, centered=True), "mse", ["mae"])
+    model.compile(optimizers.RMSprop(0.01, momentum=0.5, centered=True), "mse", metrics=["mae"])
     x = rng.integers(0, VOCAB, (7, T))
     y = rng.standard_normal((7, 1))
     model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)

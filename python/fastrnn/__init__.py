@@ -27,6 +27,7 @@ from fastrnn.layers import (
     Flatten,
     GlobalAveragePooling1D,
     GlobalMaxPooling1D,
+    Input,
     LayerNormalization,
     Masking,
     MaxPooling1D,
@@ -35,7 +36,7 @@ from fastrnn.layers import (
     SimpleRNN,
     TimeDistributed,
 )
-from fastrnn.models import Sequential, load_model
+from fastrnn.models import Model, Sequential, load_model
 
 try:  # the installed distribution's version (pyproject.toml is the one place it is written)
     __version__ = _metadata.version("fastrnn")
@@ -60,8 +61,6 @@ def get_num_threads() -> int:
 
 
 __all__ = [
-    "GRU",
-    "LSTM",
     "Activation",
     "Bidirectional",
     "Conv1D",
@@ -69,11 +68,15 @@ __all__ = [
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRU",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "Input",
+    "LSTM",
     "LayerNormalization",
     "Masking",
     "MaxPooling1D",
+    "Model",
     "RepeatVector",
     "Reshape",
     "Sequential",

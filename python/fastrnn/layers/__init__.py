@@ -1,11 +1,27 @@
 """Keras-style layers over ``fastrnn.ops``: recurrent layers, Bidirectional, TimeDistributed, core,
-reshaping, pooling, convolution and normalization layers."""
+reshaping, pooling, convolution, normalization and merge layers, and ``Input``/``InputLayer`` for
+the Functional API."""
 
 from __future__ import annotations
 
 from fastrnn.layers.base import Layer
 from fastrnn.layers.convolutional import Conv1D
 from fastrnn.layers.core import Activation, Dense, Dropout, Embedding, Masking
+from fastrnn.layers.input_layer import Input, InputLayer, KerasTensor
+from fastrnn.layers.merging import (
+    Add,
+    Average,
+    Concatenate,
+    Maximum,
+    Multiply,
+    Subtract,
+    add,
+    average,
+    concatenate,
+    maximum,
+    multiply,
+    subtract,
+)
 from fastrnn.layers.normalization import LayerNormalization
 from fastrnn.layers.pooling import GlobalAveragePooling1D, GlobalMaxPooling1D, MaxPooling1D
 from fastrnn.layers.recurrent import GRU, LSTM, RNN, SimpleRNN
@@ -36,6 +52,12 @@ LAYER_CLASSES = {
         TimeDistributed,
     )
 }
+LAYER_CLASSES.update(
+    {
+        cls.__name__: cls
+        for cls in (InputLayer, Add, Subtract, Multiply, Average, Maximum, Concatenate)
+    }
+)
 
 
 def serialize(layer: Layer) -> dict:
@@ -60,26 +82,41 @@ def deserialize(spec: dict) -> Layer:
 
 
 __all__ = [
-    "GRU",
-    "LSTM",
-    "RNN",
     "Activation",
+    "Add",
+    "Average",
     "Bidirectional",
+    "Concatenate",
     "Conv1D",
     "Dense",
     "Dropout",
     "Embedding",
     "Flatten",
+    "GRU",
     "GlobalAveragePooling1D",
     "GlobalMaxPooling1D",
+    "Input",
+    "InputLayer",
+    "KerasTensor",
+    "LSTM",
     "Layer",
     "LayerNormalization",
     "Masking",
     "MaxPooling1D",
+    "Maximum",
+    "Multiply",
+    "RNN",
     "RepeatVector",
     "Reshape",
     "SimpleRNN",
+    "Subtract",
     "TimeDistributed",
+    "add",
+    "average",
+    "concatenate",
     "deserialize",
+    "maximum",
+    "multiply",
     "serialize",
+    "subtract",
 ]

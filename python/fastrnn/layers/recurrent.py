@@ -14,6 +14,10 @@ hidden state. Keras uses the same single masks when ``recurrent_dropout == 0``, 
 LSTM/GRU to one mask per gate (``implementation=1``) when ``recurrent_dropout > 0``, so training
 with recurrent dropout is statistically equivalent to Keras's, not sample-for-sample identical.
 Inference (``training=False``) matches Keras exactly.
+
+Zero time steps: the layer returns its initial state (zeros when none is given) as the last
+output and as the final states, and an empty (B, 0, H) sequence with ``return_sequences`` —
+the result a fully masked sequence gives. (Keras raises an ``IndexError`` there.)
 """
 
 from __future__ import annotations
@@ -123,6 +127,9 @@ class RNN(Layer):
             self.bias = self.add_weight("bias", bias_shape, self.bias_initializer)
             self._initial_bias(self.bias)
         super().build(input_shape)
+        if self.stateful and input_shape[0] is not None and self.states is None:
+            # A fixed batch size (Input(batch_shape=...)): the carried states exist from the start.
+            self.states = [np.zeros((int(input_shape[0]), h), self.dtype) for _ in self.state_size]
 
     def compute_output_shape(self, input_shape: tuple) -> Any:
         b, t = input_shape[0], input_shape[1]
@@ -188,21 +195,24 @@ class RNN(Layer):
         inputs: Any,
         initial_state: Any = None,
         mask: Any = None,
-        training: bool = False,
+        training: bool | None = None,
     ) -> Any:
-        """Runs the layer.
+        """Runs the layer (or, on symbolic tensors, adds it to a graph).
 
         Call arguments:
-            inputs: (B, T, I) floats.
-            initial_state: None, or a list of (B, H) arrays: ``[h0]`` (``[h0, c0]`` for LSTM).
+            inputs: (B, T, I) floats, or a symbolic tensor.
+            initial_state: None, or a list of (B, H) arrays: ``[h0]`` (``[h0, c0]`` for LSTM);
+                symbolic tensors in a graph (e.g. an encoder's final states).
             mask: None or (B, T) bool; False steps are skipped (states carried over).
-            training: True applies dropout and keeps what ``backward`` needs.
+            training: True applies dropout and keeps what ``backward`` needs; None (default)
+                means False for a direct call and the model's mode inside a model.
 
         Returns:
             (B, H), or (B, T, H) with ``return_sequences`` (in processing order, i.e. reversed
             when ``go_backwards``); with ``return_state`` a tuple ``(output, h[, c])``.
         """
-        return super().__call__(inputs, initial_state=initial_state, mask=mask, training=training)
+        given = (("initial_state", initial_state), ("mask", mask), ("training", training))
+        return super().__call__(inputs, **{k: v for k, v in given if v is not None})
 
     def call(
         self,
@@ -248,7 +258,12 @@ class RNN(Layer):
         if self.stateful:
             self.states = [np.array(s, dtype=self.dtype) for s in final_states]
         self._cache = (ctx, outputs.shape, explicit) if training else None
-        out = outputs.transpose(1, 0, 2) if self.return_sequences else outputs[-1]
+        if self.return_sequences:
+            out = outputs.transpose(1, 0, 2)
+        elif t == 0:  # no step ran: the last output is the initial state (as if fully masked)
+            out = np.array(final_states[0], dtype=self.dtype)
+        else:
+            out = outputs[-1]
         if self.return_state:
             return (out, *final_states)
         return out
@@ -277,6 +292,10 @@ class RNN(Layer):
         if dy is not None:
             if self.return_sequences:
                 d_outputs = self._as_grad(dy, (b, t, h)).transpose(1, 0, 2)
+            elif t == 0:  # the output was the initial state h0 itself
+                d_h = self._as_grad(dy, (b, h))
+                d_states = list(d_states or [None] * len(self.state_size))
+                d_states[0] = d_h if d_states[0] is None else d_states[0] + d_h
             else:
                 d_outputs = np.zeros((t, b, h), dtype=self.dtype)
                 d_outputs[-1] = self._as_grad(dy, (b, h))

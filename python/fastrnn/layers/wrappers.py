@@ -97,6 +97,8 @@ class Bidirectional(Layer):
         self.return_sequences = layer.return_sequences
         self.return_state = layer.return_state
         self._initial_weights = weights
+        if not self.trainable:
+            self.trainable = False  # propagate to the two directions
 
     @property
     def _layers(self) -> tuple[RNN, RNN]:
@@ -143,9 +145,14 @@ class Bidirectional(Layer):
         return out
 
     def __call__(
-        self, inputs: Any, initial_state: Any = None, mask: Any = None, training: bool = False
+        self,
+        inputs: Any,
+        initial_state: Any = None,
+        mask: Any = None,
+        training: bool | None = None,
     ) -> Any:
-        return super().__call__(inputs, initial_state=initial_state, mask=mask, training=training)
+        given = (("initial_state", initial_state), ("mask", mask), ("training", training))
+        return super().__call__(inputs, **{k: v for k, v in given if v is not None})
 
     def call(
         self, x: np.ndarray, initial_state: Any = None, mask: Any = None, training: bool = False
@@ -160,8 +167,10 @@ class Bidirectional(Layer):
                     f"(forward states then backward states), got {len(initial_state)}."
                 )
             fwd_state, bwd_state = initial_state[:n], initial_state[n:]
-        y = self.forward_layer(x, initial_state=fwd_state, mask=mask, training=training)
-        y_rev = self.backward_layer(x, initial_state=bwd_state, mask=mask, training=training)
+        kw_f = {} if fwd_state is None else {"initial_state": fwd_state}
+        kw_b = {} if bwd_state is None else {"initial_state": bwd_state}
+        y, _, f_cache = self.forward_layer._forward(x, mask=mask, training=training, **kw_f)
+        y_rev, _, b_cache = self.backward_layer._forward(x, mask=mask, training=training, **kw_b)
         states: tuple = ()
         if self.return_state:
             states = tuple(y[1:]) + tuple(y_rev[1:])
@@ -173,7 +182,7 @@ class Bidirectional(Layer):
                 keep = np.asarray(mask, dtype=bool)[:, :, None]
                 y, y_rev = y * keep, y_rev * keep
         if training:
-            self._cache = (y, y_rev, keep, initial_state is not None)
+            self._cache = (y, y_rev, keep, initial_state is not None, f_cache, b_cache)
         else:
             self._cache = None
         if self.merge_mode == "concat":
@@ -201,7 +210,7 @@ class Bidirectional(Layer):
             dx (B, T, I), or ``[dx, *d_forward_initial, *d_backward_initial]`` when initial
             states were passed. ``gradients`` lists forward then backward weight gradients.
         """
-        y, y_rev, keep, explicit = self._require_cache()
+        y, y_rev, keep, explicit, f_cache, b_cache = self._require_cache()
         d_states: list = []
         if self.return_state:
             dy, d_states = dy[0], list(dy[1:])
@@ -233,12 +242,15 @@ class Bidirectional(Layer):
             d_b = [d_b, *d_states[n:]]
         elif d_f is None:
             raise ValueError(f"Bidirectional {self.name!r}: dy must not be None.")
-        g_f = self.forward_layer.backward(d_f)
-        g_b = self.backward_layer.backward(d_b)
-        self.gradients = self.forward_layer.gradients + self.backward_layer.gradients
+        g_f, grads_f = self.forward_layer._backward(f_cache, d_f)
+        g_b, grads_b = self.backward_layer._backward(b_cache, d_b)
+        self.gradients = grads_f + grads_b
         if explicit:
             return [g_f[0] + g_b[0], *g_f[1:], *g_b[1:]]
         return g_f + g_b
+
+    def _capture_cache(self) -> Any:
+        return (self._cache, ())  # our cache already holds both directions' snapshots
 
     def reset_states(self) -> None:
         for sub in self._layers:
