@@ -9,8 +9,6 @@ from __future__ import annotations
 import collections
 import csv
 import os
-import sys
-import time
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -98,64 +96,14 @@ class History(Callback):
             self.history.setdefault(key, []).append(value)
 
 
-def _format_logs(logs: dict) -> str:
-    return " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+def __getattr__(name: str):
+    # ProgbarLogger (what fit prints, as Keras prints it) lives in fastrnn._progbar, which
+    # imports this module; it is re-exported here lazily, where Keras users look for it.
+    if name == "ProgbarLogger":
+        from fastrnn._progbar import ProgbarLogger
 
-
-def _format_time(seconds: float) -> str:
-    if seconds >= 3600:
-        return f"{int(seconds // 3600)}:{int(seconds % 3600 // 60):02d}:{int(seconds % 60):02d}"
-    if seconds >= 60:
-        return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
-    return f"{int(seconds)}s"
-
-
-class ProgbarLogger(Callback):
-    """Keras-style console output: verbose=1 a live bar with ETA and metrics, 2 one line/epoch."""
-
-    def __init__(self, verbose: int = 1, stream: Any = None) -> None:
-        super().__init__()
-        self.verbose = verbose
-        self.stream = stream
-
-    def _write(self, text: str) -> None:
-        stream = self.stream or sys.stdout
-        stream.write(text)
-        stream.flush()
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self._start = time.perf_counter()
-        if self.verbose:
-            self._write(f"Epoch {epoch + 1}/{self.params.get('epochs', '?')}\n")
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        if self.verbose != 1:
-            return
-        steps = self.params.get("steps") or 1
-        done = batch + 1
-        if done >= steps:
-            return  # on_epoch_end writes the final line
-        elapsed = time.perf_counter() - self._start
-        width = 20
-        filled = int(width * done / steps)
-        bar = "━" * filled + "─" * (width - filled)
-        timing = f"{_format_time(elapsed / done * (steps - done))} ETA"
-        self._write(f"\r{done}/{steps} {bar} {timing} - {_format_logs(logs or {})}   ")
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        elapsed = time.perf_counter() - self._start
-        steps = self.params.get("steps") or 1
-        if self.verbose == 1:
-            bar = "━" * 20
-            self._write(
-                f"\r{steps}/{steps} {bar} {_format_time(elapsed)} "
-                f"{1000 * elapsed / steps:.0f}ms/step - {_format_logs(logs or {})}\n"
-            )
-        elif self.verbose == 2:
-            self._write(
-                f"{steps}/{steps} - {_format_time(elapsed)} - {1000 * elapsed / steps:.0f}ms/step"
-                f" - {_format_logs(logs or {})}\n"
-            )
+        return ProgbarLogger
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _mode_op(mode: str, monitor: str):

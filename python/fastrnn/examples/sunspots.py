@@ -59,7 +59,7 @@ def main(
     history = model.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=verbose)
 
     def rmse(xs, ys):
-        pred = model.predict(xs) * (hi - lo) + lo
+        pred = model.predict(xs, verbose=0) * (hi - lo) + lo
         return float(np.sqrt(np.mean((pred - (ys * (hi - lo) + lo)) ** 2))), pred
 
     train_rmse, train_pred = rmse(x_train, y_train)

@@ -37,7 +37,7 @@ def sample(
     window = model.built_input_shape[1]
     for _ in range(length):
         ids = np.array([[index[c] for c in text[-window:]]])
-        probs = model.predict(ids)[0].astype(np.float64)
+        probs = model.predict(ids, verbose=0)[0].astype(np.float64)
         logits = np.log(np.maximum(probs, 1e-12)) / temperature
         p = np.exp(logits - logits.max())
         text += chars[rng.choice(len(chars), p=p / p.sum())]

@@ -47,8 +47,10 @@ _BUILD_LOCK = threading.RLock()
 
 
 def _snake(name: str) -> str:
+    """Keras's to_snake_case: ``GlobalAveragePooling1D`` -> ``global_average_pooling1d``."""
+    name = re.sub(r"\W+", "", name)
     name = re.sub(r"(.)([A-Z][a-z]+)", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+    return re.sub(r"([a-z])([A-Z])", r"\1_\2", name).lower()
 
 
 def unique_name(base: str) -> str:
