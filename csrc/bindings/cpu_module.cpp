@@ -10,6 +10,7 @@
 #include "../cpu/blas.h"
 #include "../cpu/cpu_features.h"
 #include "../cpu/kernels.h"
+#include "../cpu/profile.h"
 #include "cell_probe.h"
 #include "contract.h"
 
@@ -85,5 +86,19 @@ PYBIND11_MODULE(_cpu, m) {
         "Bytes of scratch memory the calling thread's arena keeps between calls.");
   m.def("release_scratch", &cpu::release_scratch,
         "Frees the calling thread's scratch arena; returns the bytes it held.");
+  m.def("_set_profiling", &cpu::set_profiling, py::arg("on"),
+        "Private (benchmarks): time the phases of each call on its calling thread.");
+  m.def(
+      "_last_profile",
+      []() {
+        const cpu::CallProfile& p = cpu::last_profile();
+        py::dict d;
+        const char* names[] = {"input", "pack", "steps", "weights"};
+        for (int i = 0; i < (int)cpu::Phase::Count; ++i) d[names[i]] = p.ns[i] * 1e-9;
+        d["total"] = p.total_ns * 1e-9;
+        d["threads"] = p.threads;
+        return d;
+      },
+      "Private (benchmarks): seconds per phase of this thread's last call (when profiling).");
   bindings::def_cell_probe(m);
 }

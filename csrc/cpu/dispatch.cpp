@@ -1,10 +1,12 @@
 #include "cpu_features.h"
 #include "kernels.h"
+#include "profile.h"
 
 namespace fastrnn::cpu {
 
 template <typename T>
 void rnn_forward(const ForwardParams<T>& p) {
+  const CallTimer timer(p.num_threads);
   switch (detail::active_isa()) {
     case detail::Isa::Avx512:
       return avx512::forward<T>(p);
@@ -17,6 +19,7 @@ void rnn_forward(const ForwardParams<T>& p) {
 
 template <typename T>
 void rnn_backward(const BackwardParams<T>& p) {
+  const CallTimer timer(p.num_threads);
   switch (detail::active_isa()) {
     case detail::Isa::Avx512:
       return avx512::backward<T>(p);

@@ -23,6 +23,7 @@
 #include "fastrnn/params.h"
 #include "fastrnn/workspace.h"
 #include "micro_kernel.h"
+#include "profile.h"
 #include "rnn_forward.h"
 #include "simd.h"
 #include "thread_pool.h"
@@ -79,13 +80,16 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
   if constexpr (!Cell::separate_rec) dg_rec = dg_in;
 
   // R^T panels for dh_prev = dG @ R^T (GRU reset_after=False: its z, r blocks, and R_g apart).
-  pack_transposed_panels(p.recurrent_kernel, GH, H, 0, GC * H, rt);
-  if constexpr (Cell::second_product)
-    pack_transposed_panels(p.recurrent_kernel, GH, H, 2 * H, H, rt2);
-  for (index_t e = 0; e < BH; ++e) {
-    dh[e] = p.d_h_last ? p.d_h_last[e] : T(0);
-    carry[e] = T(0);
-    if constexpr (Cell::cell_state) dc[e] = p.d_c_last ? p.d_c_last[e] : T(0);
+  {
+    const PhaseTimer timer(Phase::Pack);
+    pack_transposed_panels(p.recurrent_kernel, GH, H, 0, GC * H, rt);
+    if constexpr (Cell::second_product)
+      pack_transposed_panels(p.recurrent_kernel, GH, H, 2 * H, H, rt2);
+    for (index_t e = 0; e < BH; ++e) {
+      dh[e] = p.d_h_last ? p.d_h_last[e] : T(0);
+      carry[e] = T(0);
+      if constexpr (Cell::cell_state) dc[e] = p.d_c_last ? p.d_c_last[e] : T(0);
+    }
   }
 
   auto state_at = [&](index_t s) -> const T* {  // h after processing step s (s = -1: h0)
@@ -94,77 +98,81 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
   auto cell_at = [&](index_t s) -> const T* { return s >= 0 ? W + ws.cell + s * BH : p.c0; };
 
   constexpr index_t kPhases = Cell::second_product ? 3 : 2;
-  run_phases(nt, Tn * kPhases, nblk, [&](const Worker&, index_t phase, index_t u) {
-    const index_t s = Tn - 1 - phase / kPhases, t = time_of(p, s);
-    const index_t k = phase % kPhases;
-    const index_t j0 = u * VL;
-    const int lanes = (int)std::min<index_t>(VL, H - j0);
-    const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
-    const T* h_prev = state_at(s - 1);
-    const T* c_prev = Cell::cell_state ? cell_at(s - 1) : nullptr;
+  {
+    const PhaseTimer steps_timer(Phase::Steps);
+    run_phases(nt, Tn * kPhases, nblk, [&](const Worker&, index_t phase, index_t u) {
+      const index_t s = Tn - 1 - phase / kPhases, t = time_of(p, s);
+      const index_t k = phase % kPhases;
+      const index_t j0 = u * VL;
+      const int lanes = (int)std::min<index_t>(VL, H - j0);
+      const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
+      const T* h_prev = state_at(s - 1);
+      const T* c_prev = Cell::cell_state ? cell_at(s - 1) : nullptr;
 
-    auto row_of = [&](index_t b) {
-      BackwardRow<T> r;
-      r.H = H;
-      r.gates = W + ws.gates + s * B * GH + b * GH;
-      r.h_prev = h_prev ? h_prev + b * H : zeros;
-      r.c_prev = c_prev ? c_prev + b * H : zeros;
-      r.act_cell = Cell::cell_state ? W + ws.act_cell + s * BH + b * H : zeros;
-      r.rh = Cell::saves_rh ? W + ws.rh + s * BH + b * H : zeros;
-      r.dout = p.d_outputs ? p.d_outputs + s * BH + b * H : zeros;
-      r.rmask = rdrop ? p.recurrent_dropout_mask + b * H : ones;
-      r.carry = carry + b * H;
-      r.dh = dh + b * H;
-      r.dc = Cell::cell_state ? dc + b * H : nullptr;
-      r.dgi = dg_in + (t * B + b) * GH;
-      r.dgr = dg_rec + (t * B + b) * GH;
-      r.d_rhd = Cell::second_product ? d_rhd + b * H : nullptr;
-      return r;
-    };
+      auto row_of = [&](index_t b) {
+        BackwardRow<T> r;
+        r.H = H;
+        r.gates = W + ws.gates + s * B * GH + b * GH;
+        r.h_prev = h_prev ? h_prev + b * H : zeros;
+        r.c_prev = c_prev ? c_prev + b * H : zeros;
+        r.act_cell = Cell::cell_state ? W + ws.act_cell + s * BH + b * H : zeros;
+        r.rh = Cell::saves_rh ? W + ws.rh + s * BH + b * H : zeros;
+        r.dout = p.d_outputs ? p.d_outputs + s * BH + b * H : zeros;
+        r.rmask = rdrop ? p.recurrent_dropout_mask + b * H : ones;
+        r.carry = carry + b * H;
+        r.dh = dh + b * H;
+        r.dc = Cell::cell_state ? dc + b * H : nullptr;
+        r.dgi = dg_in + (t * B + b) * GH;
+        r.dgr = dg_rec + (t * B + b) * GH;
+        r.d_rhd = Cell::second_product ? d_rhd + b * H : nullptr;
+        return r;
+      };
 
-    alignas(64) T tile[8 * 4 * VL];
-    if (k == 0) {  // (a)
-      for (index_t b = 0; b < B; ++b) {
-        const BackwardRow<T> r = row_of(b);
-        if (mrow && !mrow[b]) {
-          for (int l = 0; l < lanes; ++l) backward_carry_unit(Cell{}, r, j0 + l, s > 0);
-          continue;
-        }
-#pragma GCC ivdep
-        for (int l = 0; l < lanes; ++l) backward_unit(Cell{}, r, j0 + l, act, ract);
-      }
-    } else if (Cell::second_product && k == 1) {  // (r), GRU reset_after=False only
-      if constexpr (Cell::second_product) {
-        const T* dg_g = dg_in + t * B * GH + 2 * H;  // the candidate blocks, rows GH apart
-        for_row_blocks<T, 1>(B, dg_g, GH, rt2 + u * H * VL, H, tile, [&](index_t b0, int rows) {
-          for (int m = 0; m < rows; ++m) {
-            const index_t b = b0 + m;
-            const BackwardRow<T> r = row_of(b);
-            const bool masked = mrow && !mrow[b];
-#pragma GCC ivdep
-            for (int l = 0; l < lanes; ++l)
-              reset_unit(Cell{}, r, j0 + l, tile[m * VL + l], masked, ract);
+      alignas(64) T tile[8 * 4 * VL];
+      if (k == 0) {  // (a)
+        for (index_t b = 0; b < B; ++b) {
+          const BackwardRow<T> r = row_of(b);
+          if (mrow && !mrow[b]) {
+            for (int l = 0; l < lanes; ++l) backward_carry_unit(Cell{}, r, j0 + l, s > 0);
+            continue;
           }
-        });
-      }
-    } else {  // (b); a masked row passed its state gradients through unchanged
-      const T* dgr = dg_rec + t * B * GH;
-      for_row_blocks<T, 1>(B, dgr, GH, rt + u * GC * H * VL, GC * H, tile,
-                           [&](index_t b0, int rows) {
-                             for (int m = 0; m < rows; ++m) {
-                               if (mrow && !mrow[b0 + m]) continue;
-                               const BackwardRow<T> r = row_of(b0 + m);
 #pragma GCC ivdep
-                               for (int l = 0; l < lanes; ++l)
-                                 accumulate_dh(Cell{}, r, j0 + l, tile[m * VL + l]);
-                             }
-                           });
-    }
-  });
+          for (int l = 0; l < lanes; ++l) backward_unit(Cell{}, r, j0 + l, act, ract);
+        }
+      } else if (Cell::second_product && k == 1) {  // (r), GRU reset_after=False only
+        if constexpr (Cell::second_product) {
+          const T* dg_g = dg_in + t * B * GH + 2 * H;  // the candidate blocks, rows GH apart
+          for_row_blocks<T, 1>(B, dg_g, GH, rt2 + u * H * VL, H, tile, [&](index_t b0, int rows) {
+            for (int m = 0; m < rows; ++m) {
+              const index_t b = b0 + m;
+              const BackwardRow<T> r = row_of(b);
+              const bool masked = mrow && !mrow[b];
+#pragma GCC ivdep
+              for (int l = 0; l < lanes; ++l)
+                reset_unit(Cell{}, r, j0 + l, tile[m * VL + l], masked, ract);
+            }
+          });
+        }
+      } else {  // (b); a masked row passed its state gradients through unchanged
+        const T* dgr = dg_rec + t * B * GH;
+        for_row_blocks<T, 1>(B, dgr, GH, rt + u * GC * H * VL, GC * H, tile,
+                             [&](index_t b0, int rows) {
+                               for (int m = 0; m < rows; ++m) {
+                                 if (mrow && !mrow[b0 + m]) continue;
+                                 const BackwardRow<T> r = row_of(b0 + m);
+#pragma GCC ivdep
+                                 for (int l = 0; l < lanes; ++l)
+                                   accumulate_dh(Cell{}, r, j0 + l, tile[m * VL + l]);
+                               }
+                             });
+      }
+    });
+  }
   std::memcpy(p.dh0, dh, sizeof(T) * BH);
   if constexpr (Cell::cell_state) std::memcpy(p.dc0, dc, sizeof(T) * BH);
 
   // Weight gradients and dx as large products over all steps (rows t*B + b).
+  const PhaseTimer weights_timer(Phase::Weights);
   const int nth = p.num_threads;
   // hd_prev of the step that consumed x[t]; zero where the step skipped the row (masked),
   // which therefore contributes nothing to the weight gradients.

@@ -24,6 +24,7 @@
 #include "fastrnn/params.h"
 #include "fastrnn/workspace.h"
 #include "micro_kernel.h"
+#include "profile.h"
 #include "simd.h"
 #include "thread_pool.h"
 
@@ -103,21 +104,29 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
   std::fill(ones, ones + H, T(1));
 
   // (1) input projection for every step.
-  const T* x = p.x;
-  if (p.dropout_mask) {
-    input_rows(p.x, p.dropout_mask, (const std::uint8_t*)nullptr, Tn * B, B, I, xd, p.num_threads);
-    x = xd;
+  {
+    const PhaseTimer timer(Phase::Input);
+    const T* x = p.x;
+    if (p.dropout_mask) {
+      input_rows(p.x, p.dropout_mask, (const std::uint8_t*)nullptr, Tn * B, B, I, xd,
+                 p.num_threads);
+      x = xd;
+    }
+    fastrnn::detail::parallel_gemm(false, false, Tn * B, GH, I, x, I, p.kernel, GH, xp, GH,
+                                   p.num_threads);
   }
-  fastrnn::detail::parallel_gemm(false, false, Tn * B, GH, I, x, I, p.kernel, GH, xp, GH,
-                                 p.num_threads);
 
   // Recurrent weights packed once per call; states start from h0, c0 (or zeros).
-  pack_gate_panels(p.recurrent_kernel, H, GH, H, 0, GC, panel);
-  if constexpr (Cell::second_product) pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel2);
-  for (index_t e = 0; e < BH; ++e) {
-    h[0][e] = p.h0 ? p.h0[e] : T(0);
-    if constexpr (Cell::cell_state) c[0][e] = p.c0 ? p.c0[e] : T(0);
-    if (rdrop) hd[0][e] = h[0][e] * p.recurrent_dropout_mask[e];
+  {
+    const PhaseTimer timer(Phase::Pack);
+    pack_gate_panels(p.recurrent_kernel, H, GH, H, 0, GC, panel);
+    if constexpr (Cell::second_product)
+      pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel2);
+    for (index_t e = 0; e < BH; ++e) {
+      h[0][e] = p.h0 ? p.h0[e] : T(0);
+      if constexpr (Cell::cell_state) c[0][e] = p.c0 ? p.c0[e] : T(0);
+      if (rdrop) hd[0][e] = h[0][e] * p.recurrent_dropout_mask[e];
+    }
   }
   const T* b_in = p.bias ? p.bias : zeros;
   const T* b_rec = (Cell::separate_rec && p.bias) ? p.bias + GH : zeros;
@@ -125,6 +134,7 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
   // (2) the steps: phase 2*s (or s) is step s; GRU reset_after=False's phase 2*s+1
   // is its second product.
   constexpr index_t kPhases = Cell::second_product ? 2 : 1;
+  const PhaseTimer steps_timer(Phase::Steps);
   run_phases(nt, Tn * kPhases, nblk, [&](const Worker& w, index_t phase, index_t u) {
     const index_t s = phase / kPhases, t = time_of(p, s);
     const int cur = (int)(s & 1);
