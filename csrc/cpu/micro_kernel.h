@@ -1,45 +1,60 @@
-// The register-blocked product at the heart of each time step: a few batch rows
-// of the recurrent operand times one packed weight panel, accumulated in vector
-// registers. Per ISA (included inside the ISA namespace by rnn_kernels.h).
+// The register-blocked product at the heart of each time step: the batch rows of
+// the recurrent operand times one packed weight panel (a block of units), in
+// vector registers. Per ISA (included inside the ISA namespace by rnn_kernels.h).
+//
+// A panel holds NV vectors per k (NV = gates x unit vectors, about 4), so a tile
+// of MB rows keeps MB x NV accumulators, NV weight vectors and one broadcast in the
+// register file: MB = 2 on AVX2's 16 registers, 6 on AVX-512's 32. With NV = 4 a
+// k-step is NV weight loads and MB broadcasts for MB x NV FMAs, which keeps the two
+// FMA pipes busy provided the weights come from L1. They do: the product is cut
+// into chunks of k whose slice of the panel fits in L1 (block_product), and each
+// chunk serves every row block before the next is loaded, the partial sums waiting
+// in a small row buffer. Without that, every row block streamed the whole panel
+// (64 KB for an LSTM of 512 units on AVX2) from L2 again.
 #pragma once
 
+#include <algorithm>
 #include <cstring>
 
 #include "simd.h"
 
 namespace fastrnn::cpu::FASTRNN_ISA_NS {
 
-// Largest batch-row block whose accumulators (MB x GC vectors) plus GC weight
-// vectors fit in the register file.
-template <int GC>
+// Largest batch-row block whose accumulators (MB x NV vectors) plus NV weight
+// vectors and a broadcast fit in the register file.
+template <int NV>
 constexpr int max_rows() {
-  constexpr int mb = (FASTRNN_VEC_REGS - GC - 1) / GC;
+  constexpr int mb = (FASTRNN_VEC_REGS - NV - 1) / NV;
   return mb < 1 ? 1 : (mb > 8 ? 8 : mb);
 }
 
-// ---- register-blocked product ---------------------------------------------
-// tile[m][g][l] = sum_k A[m, k] * P[k][g][l] for MB rows of A (lda apart).
-template <typename T, int GC, int MB>
-inline void micro_tile(const T* A, index_t lda, const T* P, index_t K, T* tile) {
+// tile[m][v][l] (+)= sum_{k<K} A[m*lda + k] * P[k][v][l] for MB rows of A; tile rows
+// are NV*VL apart. With `accumulate` the sums start from the tile's values (a later
+// chunk of k), else from zero.
+template <typename T, int NV, int MB>
+inline void micro_tile(const T* A, index_t lda, const T* P, index_t K, T* tile, bool accumulate) {
   using V = typename Simd<T>::V;
   constexpr int VL = Simd<T>::VL;
   // Few rows leave few independent accumulators, and each FMA would wait for the
   // previous one: KS interleaved partial sums over k (summed at the end) keep
-  // about 8 chains in flight. KS depends only on (MB, GC), never on threads.
-  constexpr int KS = MB * GC >= 8 ? 1 : (MB * GC >= 4 ? 2 : (MB * GC >= 2 ? 4 : 8));
-  V acc[KS][MB][GC];
+  // about 8 chains in flight. KS depends only on (MB, NV), never on threads.
+  constexpr int KS = MB * NV >= 8 ? 1 : (MB * NV >= 4 ? 2 : (MB * NV >= 2 ? 4 : 8));
+  V acc[KS][MB][NV];
   for (int q = 0; q < KS; ++q)
     for (int m = 0; m < MB; ++m)
-      for (int g = 0; g < GC; ++g) acc[q][m][g] = V{};
-  auto step = [&](index_t k, V(&a_acc)[MB][GC]) {
-    V w[GC];
-#pragma GCC unroll 4
-    for (int g = 0; g < GC; ++g) std::memcpy(&w[g], P + (k * GC + g) * VL, sizeof(V));
+      for (int v = 0; v < NV; ++v) acc[q][m][v] = V{};
+  if (accumulate)
+    for (int m = 0; m < MB; ++m)
+      for (int v = 0; v < NV; ++v) std::memcpy(&acc[0][m][v], tile + (m * NV + v) * VL, sizeof(V));
+  auto step = [&](index_t k, V(&a_acc)[MB][NV]) {
+    V w[NV];
+#pragma GCC unroll 8
+    for (int v = 0; v < NV; ++v) std::memcpy(&w[v], P + (k * NV + v) * VL, sizeof(V));
 #pragma GCC unroll 8
     for (int m = 0; m < MB; ++m) {
       const T a = A[m * lda + k];
-#pragma GCC unroll 4
-      for (int g = 0; g < GC; ++g) a_acc[m][g] += a * w[g];
+#pragma GCC unroll 8
+      for (int v = 0; v < NV; ++v) a_acc[m][v] += a * w[v];
     }
   };
   index_t k = 0;
@@ -49,32 +64,45 @@ inline void micro_tile(const T* A, index_t lda, const T* P, index_t K, T* tile) 
   for (int q = 0; k < K; ++k, ++q) step(k, acc[q]);
   for (int q = 1; q < KS; ++q)
     for (int m = 0; m < MB; ++m)
-      for (int g = 0; g < GC; ++g) acc[0][m][g] += acc[q][m][g];
+      for (int v = 0; v < NV; ++v) acc[0][m][v] += acc[q][m][v];
   for (int m = 0; m < MB; ++m)
-    for (int g = 0; g < GC; ++g) std::memcpy(tile + (m * GC + g) * VL, &acc[0][m][g], sizeof(V));
+    for (int v = 0; v < NV; ++v) std::memcpy(tile + (m * NV + v) * VL, &acc[0][m][v], sizeof(V));
 }
 
-template <typename T, int GC, int MB = max_rows<GC>()>
-inline void micro_rows(int rows, const T* A, index_t lda, const T* P, index_t K, T* tile) {
+template <typename T, int NV, int MB = max_rows<NV>()>
+inline void micro_rows(int rows, const T* A, index_t lda, const T* P, index_t K, T* tile,
+                       bool accumulate) {
   if constexpr (MB > 1) {
-    if (rows < MB) return micro_rows<T, GC, MB - 1>(rows, A, lda, P, K, tile);
+    if (rows < MB) return micro_rows<T, NV, MB - 1>(rows, A, lda, P, K, tile, accumulate);
   }
-  micro_tile<T, GC, MB>(A, lda, P, K, tile);
+  micro_tile<T, NV, MB>(A, lda, P, K, tile, accumulate);
 }
 
-// Calls f(b0, rows) for each block of batch rows after computing
-// tile = A[b0:b0+rows] @ panel. The blocks are as even as possible (B = 8 with
-// room for 6 rows gives 4 + 4, not 6 + 2), fixed by B alone.
-template <typename T, int GC, typename F>
-inline void for_row_blocks(index_t B, const T* A, index_t lda, const T* panel, index_t K, T* tile,
-                           F&& f) {
-  constexpr int MB = max_rows<GC>();
+// Chunk of k whose panel slice (kc x NV vectors) takes about half of a 32 KiB L1.
+template <typename T, int NV>
+constexpr index_t k_chunk() {
+  constexpr index_t kc = 16384 / (NV * FASTRNN_VEC_BYTES);
+  return kc < 16 ? 16 : kc;
+}
+
+// out (B, NV*VL) = A (B rows, lda apart) @ P (K x NV*VL, packed). Rows are cut into
+// blocks of at most max_rows<NV>() as evenly as possible (B = 8 with room for 6
+// rows gives 4 + 4, not 6 + 2), and k into L1-sized chunks when there are several
+// row blocks to share each chunk; both cuts depend on the shape alone.
+template <typename T, int NV>
+inline void block_product(index_t B, const T* A, index_t lda, const T* P, index_t K, T* out) {
+  constexpr int MB = max_rows<NV>(), VL = Simd<T>::VL;
   const index_t blocks = (B + MB - 1) / MB;
-  for (index_t q = 0, b0 = 0; q < blocks; ++q) {
-    const int rows = (int)(B / blocks + (q < B % blocks ? 1 : 0));
-    micro_rows<T, GC>(rows, A + b0 * lda, lda, panel, K, tile);
-    f(b0, rows);
-    b0 += rows;
+  const index_t kc = blocks > 1 ? std::min<index_t>(K, k_chunk<T, NV>()) : K;
+  for (index_t k0 = 0; k0 < K || k0 == 0; k0 += kc) {
+    const index_t kn = std::min(kc, K - k0);
+    for (index_t q = 0, b0 = 0; q < blocks; ++q) {
+      const int rows = (int)(B / blocks + (q < B % blocks ? 1 : 0));
+      micro_rows<T, NV>(rows, A + b0 * lda + k0, lda, P + k0 * NV * VL, kn, out + b0 * NV * VL,
+                        k0 > 0);
+      b0 += rows;
+    }
+    if (K == 0) break;
   }
 }
 

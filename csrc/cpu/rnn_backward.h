@@ -43,11 +43,17 @@ void column_sums(const T* dg, index_t rows, index_t N, index_t ld, T* out, int t
   });
 }
 
+// Unit vectors per block of the backward products (dG @ R^T has one "gate"): four,
+// which fills the register tile of micro_kernel.h.
+constexpr int kBackwardUnitVectors = 4;
+
 template <typename T, class Cell, typename A, typename RA>
 void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
-  constexpr int VL = Simd<T>::VL, G = Cell::G, GC = Cell::GC;
+  constexpr int VL = Simd<T>::VL, G = Cell::G, GC = Cell::GC, UB = kBackwardUnitVectors;
+  constexpr int NV = UB;                    // panel vectors per k
+  constexpr index_t BW = (index_t)UB * VL;  // units per block
   const index_t B = p.B, H = p.H, GH = G * H, Tn = p.T, I = p.I, BH = B * H, TB = Tn * B;
-  const index_t nblk = (H + VL - 1) / VL;
+  const index_t nblk = (H + BW - 1) / BW;
   const WorkspaceLayout ws = workspace_layout(Cell{}, Tn, B, H);
   const T* W = p.workspace;
   const bool rdrop = p.recurrent_dropout_mask != nullptr;
@@ -55,12 +61,13 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
 
   T *dg_in = nullptr, *dg_rec = nullptr, *rt = nullptr, *rt2 = nullptr, *dh = nullptr;
   T *carry = nullptr, *dc = nullptr, *d_rhd = nullptr, *zeros = nullptr, *ones = nullptr;
-  T *hd_all = nullptr, *xd = nullptr;
+  T *hd_all = nullptr, *xd = nullptr, *tiles = nullptr;
   auto carve = [&](Carver& cv) {
     dg_in = cv.take<T>(TB * GH);
     dg_rec = cv.take<T>(Cell::separate_rec ? TB * GH : 0);
-    rt = cv.take<T>(nblk * GC * H * VL);
-    rt2 = cv.take<T>(Cell::second_product ? nblk * H * VL : 0);
+    rt = cv.take<T>(nblk * GC * H * NV * VL);
+    rt2 = cv.take<T>(Cell::second_product ? nblk * H * NV * VL : 0);
+    tiles = cv.take<T>(std::max(nt, 1) * B * NV * VL);  // per thread: the block's products
     dh = cv.take<T>(BH);
     carry = cv.take<T>(BH);
     dc = cv.take<T>(Cell::cell_state ? BH : 0);
@@ -82,9 +89,9 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
   // R^T panels for dh_prev = dG @ R^T (GRU reset_after=False: its z, r blocks, and R_g apart).
   {
     const PhaseTimer timer(Phase::Pack);
-    pack_transposed_panels(p.recurrent_kernel, GH, H, 0, GC * H, rt);
+    pack_transposed_panels(p.recurrent_kernel, GH, H, 0, GC * H, UB, rt, p.num_threads);
     if constexpr (Cell::second_product)
-      pack_transposed_panels(p.recurrent_kernel, GH, H, 2 * H, H, rt2);
+      pack_transposed_panels(p.recurrent_kernel, GH, H, 2 * H, H, UB, rt2, p.num_threads);
     for (index_t e = 0; e < BH; ++e) {
       dh[e] = p.d_h_last ? p.d_h_last[e] : T(0);
       carry[e] = T(0);
@@ -100,11 +107,11 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
   constexpr index_t kPhases = Cell::second_product ? 3 : 2;
   {
     const PhaseTimer steps_timer(Phase::Steps);
-    run_phases(nt, Tn * kPhases, nblk, [&](const Worker&, index_t phase, index_t u) {
+    run_phases(nt, Tn * kPhases, nblk, [&](const Worker& w, index_t phase, index_t u) {
       const index_t s = Tn - 1 - phase / kPhases, t = time_of(p, s);
       const index_t k = phase % kPhases;
-      const index_t j0 = u * VL;
-      const int lanes = (int)std::min<index_t>(VL, H - j0);
+      const index_t j0 = u * BW;
+      const int lanes = (int)std::min<index_t>(BW, H - j0);
       const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
       const T* h_prev = state_at(s - 1);
       const T* c_prev = Cell::cell_state ? cell_at(s - 1) : nullptr;
@@ -128,8 +135,8 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
         return r;
       };
 
-      alignas(64) T tile[8 * 4 * VL];
-      if (k == 0) {  // (a)
+      T* tile = tiles + (index_t)w.slot * B * NV * VL;  // (B, BW): the block's products
+      if (k == 0) {                                     // (a)
         for (index_t b = 0; b < B; ++b) {
           const BackwardRow<T> r = row_of(b);
           if (mrow && !mrow[b]) {
@@ -142,29 +149,24 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
       } else if (Cell::second_product && k == 1) {  // (r), GRU reset_after=False only
         if constexpr (Cell::second_product) {
           const T* dg_g = dg_in + t * B * GH + 2 * H;  // the candidate blocks, rows GH apart
-          for_row_blocks<T, 1>(B, dg_g, GH, rt2 + u * H * VL, H, tile, [&](index_t b0, int rows) {
-            for (int m = 0; m < rows; ++m) {
-              const index_t b = b0 + m;
-              const BackwardRow<T> r = row_of(b);
-              const bool masked = mrow && !mrow[b];
+          block_product<T, NV>(B, dg_g, GH, rt2 + u * H * NV * VL, H, tile);
+          for (index_t b = 0; b < B; ++b) {
+            const BackwardRow<T> r = row_of(b);
+            const bool masked = mrow && !mrow[b];
+            const T* tl = tile + b * BW;
 #pragma GCC ivdep
-              for (int l = 0; l < lanes; ++l)
-                reset_unit(Cell{}, r, j0 + l, tile[m * VL + l], masked, ract);
-            }
-          });
+            for (int l = 0; l < lanes; ++l) reset_unit(Cell{}, r, j0 + l, tl[l], masked, ract);
+          }
         }
       } else {  // (b); a masked row passed its state gradients through unchanged
-        const T* dgr = dg_rec + t * B * GH;
-        for_row_blocks<T, 1>(B, dgr, GH, rt + u * GC * H * VL, GC * H, tile,
-                             [&](index_t b0, int rows) {
-                               for (int m = 0; m < rows; ++m) {
-                                 if (mrow && !mrow[b0 + m]) continue;
-                                 const BackwardRow<T> r = row_of(b0 + m);
+        block_product<T, NV>(B, dg_rec + t * B * GH, GH, rt + u * GC * H * NV * VL, GC * H, tile);
+        for (index_t b = 0; b < B; ++b) {
+          if (mrow && !mrow[b]) continue;
+          const BackwardRow<T> r = row_of(b);
+          const T* tl = tile + b * BW;
 #pragma GCC ivdep
-                                 for (int l = 0; l < lanes; ++l)
-                                   accumulate_dh(Cell{}, r, j0 + l, tile[m * VL + l]);
-                               }
-                             });
+          for (int l = 0; l < lanes; ++l) accumulate_dh(Cell{}, r, j0 + l, tl[l]);
+        }
       }
     });
   }

@@ -30,6 +30,14 @@
 
 namespace fastrnn::cpu::FASTRNN_ISA_NS {
 
+// Unit vectors per block of the forward product: about four vectors per panel row
+// (gates x unit vectors), so the register tile of micro_kernel.h is full for every
+// cell; GRU reset_after=False sizes it by its first product (z, r).
+template <class Cell>
+constexpr int forward_unit_vectors() {
+  return Cell::GC >= 3 ? 1 : (Cell::GC == 2 ? 2 : 4);
+}
+
 // Threads that a per-step loop over `nblk` unit blocks should use: one when a
 // step is too small to pay for the synchronisation at its end.
 inline int step_threads(const CellConfig& c, index_t nblk) {
@@ -69,21 +77,23 @@ constexpr int kDummyRows = 7;
 
 template <typename T, class Cell, typename A, typename RA>
 void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
-  constexpr int VL = Simd<T>::VL, GC = Cell::GC;
+  constexpr int VL = Simd<T>::VL, GC = Cell::GC, UB = forward_unit_vectors<Cell>();
+  constexpr int NV = GC * UB, NV2 = UB;     // panel vectors per k: the product, the second one
+  constexpr index_t BW = (index_t)UB * VL;  // units per block
   const index_t B = p.B, H = p.H, GH = Cell::G * H, Tn = p.T, BH = B * H, I = p.I;
-  const index_t nblk = (H + VL - 1) / VL;
+  const index_t nblk = (H + BW - 1) / BW;
   const bool training = p.workspace != nullptr, rdrop = p.recurrent_dropout_mask != nullptr;
   const WorkspaceLayout ws = workspace_layout(Cell{}, Tn, B, H);
   const int nt = step_threads(p, nblk);
 
   T *xd = nullptr, *xp = nullptr, *panel = nullptr, *panel2 = nullptr, *gate_rows = nullptr;
-  T *rhd = nullptr, *zeros = nullptr, *ones = nullptr, *dummy = nullptr;
+  T *rhd = nullptr, *zeros = nullptr, *ones = nullptr, *dummy = nullptr, *tiles = nullptr;
   T *h[2] = {}, *c[2] = {}, *hd[2] = {};
   auto carve = [&](Carver& cv) {
     xd = cv.take<T>(p.dropout_mask ? Tn * B * I : 0);
     xp = cv.take<T>(Tn * B * GH);
-    panel = cv.take<T>(nblk * H * GC * VL);
-    panel2 = cv.take<T>(Cell::second_product ? nblk * H * VL : 0);
+    panel = cv.take<T>(nblk * H * NV * VL);
+    panel2 = cv.take<T>(Cell::second_product ? nblk * H * NV2 * VL : 0);
     for (int k = 0; k < 2; ++k) {
       h[k] = cv.take<T>(BH);
       c[k] = cv.take<T>(Cell::cell_state ? BH : 0);
@@ -94,6 +104,7 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
     zeros = cv.take<T>(GH);
     ones = cv.take<T>(H);
     dummy = cv.take<T>(std::max(nt, 1) * kDummyRows * H);
+    tiles = cv.take<T>(std::max(nt, 1) * B * NV * VL);  // per thread: the block's products
   };
   Carver sizing;
   carve(sizing);
@@ -119,9 +130,9 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
   // Recurrent weights packed once per call; states start from h0, c0 (or zeros).
   {
     const PhaseTimer timer(Phase::Pack);
-    pack_gate_panels(p.recurrent_kernel, H, GH, H, 0, GC, panel);
+    pack_gate_panels(p.recurrent_kernel, H, GH, H, 0, GC, UB, panel, p.num_threads);
     if constexpr (Cell::second_product)
-      pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, panel2);
+      pack_gate_panels(p.recurrent_kernel, H, GH, H, 2, 1, UB, panel2, p.num_threads);
     for (index_t e = 0; e < BH; ++e) {
       h[0][e] = p.h0 ? p.h0[e] : T(0);
       if constexpr (Cell::cell_state) c[0][e] = p.c0 ? p.c0[e] : T(0);
@@ -138,8 +149,8 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
   run_phases(nt, Tn * kPhases, nblk, [&](const Worker& w, index_t phase, index_t u) {
     const index_t s = phase / kPhases, t = time_of(p, s);
     const int cur = (int)(s & 1);
-    const index_t j0 = u * VL;
-    const int lanes = (int)std::min<index_t>(VL, H - j0);
+    const index_t j0 = u * BW;
+    const int lanes = (int)std::min<index_t>(BW, H - j0);
     const T* operand = rdrop ? hd[cur] : h[cur];  // hd_prev
     const std::uint8_t* mrow = p.mask ? p.mask + t * B : nullptr;
     T* dummy_rows = dummy + (index_t)w.slot * kDummyRows * H;
@@ -172,39 +183,33 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
       return r;
     };
 
-    alignas(64) T tile[8 * 4 * VL];
+    T* tile = tiles + (index_t)w.slot * B * NV * VL;  // (B, NV*VL): [row][gate][unit]
     if (phase % kPhases == 0) {
-      for_row_blocks<T, GC>(B, operand, H, panel + u * H * GC * VL, H, tile,
-                            [&](index_t b0, int rows) {
-                              for (int m = 0; m < rows; ++m) {
-                                const index_t b = b0 + m;
-                                const ForwardRow<T> r = row_of(b);
-                                const T* tl = tile + m * GC * VL;
-                                if (!Cell::second_product && mrow && !mrow[b]) {
-                                  for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
-                                  continue;
-                                }
+      block_product<T, NV>(B, operand, H, panel + u * H * NV * VL, H, tile);
+      for (index_t b = 0; b < B; ++b) {
+        const ForwardRow<T> r = row_of(b);
+        const T* tl = tile + b * NV * VL;
+        if (!Cell::second_product && mrow && !mrow[b]) {
+          for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
+          continue;
+        }
 #pragma GCC ivdep
-                                for (int l = 0; l < lanes; ++l)
-                                  forward_unit(Cell{}, r, j0 + l, tl + l, VL, act, ract);
-                              }
-                            });
+        for (int l = 0; l < lanes; ++l) forward_unit(Cell{}, r, j0 + l, tl + l, BW, act, ract);
+      }
     } else if constexpr (Cell::second_product) {
       // GRU reset_after=False: the candidate's product (r * hd_prev) @ R_g once every r is
       // known (the previous phase), then the step's output.
-      for_row_blocks<T, 1>(B, rhd, H, panel2 + u * H * VL, H, tile, [&](index_t b0, int rows) {
-        for (int m = 0; m < rows; ++m) {
-          const index_t b = b0 + m;
-          const ForwardRow<T> r = row_of(b);
-          if (mrow && !mrow[b]) {
-            for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
-            continue;
-          }
-          const T* tl = tile + m * VL;
-#pragma GCC ivdep
-          for (int l = 0; l < lanes; ++l) forward_unit_second(Cell{}, r, j0 + l, tl[l], act);
+      block_product<T, NV2>(B, rhd, H, panel2 + u * H * NV2 * VL, H, tile);
+      for (index_t b = 0; b < B; ++b) {
+        const ForwardRow<T> r = row_of(b);
+        if (mrow && !mrow[b]) {
+          for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
+          continue;
         }
-      });
+        const T* tl = tile + b * NV2 * VL;
+#pragma GCC ivdep
+        for (int l = 0; l < lanes; ++l) forward_unit_second(Cell{}, r, j0 + l, tl[l], act);
+      }
     }
   });
 

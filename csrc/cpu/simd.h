@@ -8,6 +8,7 @@
 #include <cstddef>
 
 #include "fastrnn/config.h"
+#include "thread_pool.h"
 
 namespace fastrnn::cpu::FASTRNN_ISA_NS {
 
@@ -40,33 +41,44 @@ class Carver {
 };
 
 // ---- packing ---------------------------------------------------------------
-// Gate panels of R (K x ld, gate blocks of H columns): out[u][k][g][l] =
-// R[k, (g0+g)*H + u*VL + l], zero past H. Forward's recurrent product reads one
-// panel per unit block, contiguously, every step.
+// The recurrent weights are cut into unit blocks of UB vectors (UB*VL units); the
+// panel of a block holds, for every k, its NV vectors contiguously, so that the
+// per-step product reads one panel front to back (micro_kernel.h). Packing runs on
+// `threads` threads, a unit block each.
+
+// Gate panels of R (K x ld, gate blocks of H columns), gates g0 .. g0+gc-1:
+// out[u][k][g][v][l] = R[k, (g0+g)*H + (u*UB + v)*VL + l], zero past H.
 template <typename T>
-void pack_gate_panels(const T* R, index_t K, index_t ld, index_t H, int g0, int gc, T* out) {
+void pack_gate_panels(const T* R, index_t K, index_t ld, index_t H, int g0, int gc, int UB, T* out,
+                      int threads) {
   constexpr int VL = Simd<T>::VL;
-  const index_t nblk = (H + VL - 1) / VL;
-  for (index_t u = 0; u < nblk; ++u)
+  const index_t bw = (index_t)UB * VL, nblk = (H + bw - 1) / bw;
+  run_tasks(threads, nblk, [&](const Worker&, index_t u) {
+    T* o = out + u * K * gc * bw;
     for (index_t k = 0; k < K; ++k)
       for (int g = 0; g < gc; ++g)
-        for (int l = 0; l < VL; ++l) {
-          const index_t j = u * VL + l;
-          *out++ = j < H ? R[k * ld + (g0 + g) * H + j] : T(0);
+        for (index_t c = 0; c < bw; ++c) {
+          const index_t j = u * bw + c;
+          *o++ = j < H ? R[k * ld + (g0 + g) * H + j] : T(0);
         }
+  });
 }
 
-// Transposed panels for backward: out[u][k][l] = R[u*VL + l, k0 + k], zero past H.
+// Transposed panels for backward: out[u][k][v][l] = R[(u*UB + v)*VL + l, k0 + k], zero
+// past H.
 template <typename T>
-void pack_transposed_panels(const T* R, index_t ld, index_t H, index_t k0, index_t K, T* out) {
+void pack_transposed_panels(const T* R, index_t ld, index_t H, index_t k0, index_t K, int UB,
+                            T* out, int threads) {
   constexpr int VL = Simd<T>::VL;
-  const index_t nblk = (H + VL - 1) / VL;
-  for (index_t u = 0; u < nblk; ++u)
+  const index_t bw = (index_t)UB * VL, nblk = (H + bw - 1) / bw;
+  run_tasks(threads, nblk, [&](const Worker&, index_t u) {
+    T* o = out + u * K * bw;
     for (index_t k = 0; k < K; ++k)
-      for (int l = 0; l < VL; ++l) {
-        const index_t j = u * VL + l;
-        *out++ = j < H ? R[j * ld + k0 + k] : T(0);
+      for (index_t c = 0; c < bw; ++c) {
+        const index_t j = u * bw + c;
+        *o++ = j < H ? R[j * ld + k0 + k] : T(0);
       }
+  });
 }
 
 }  // namespace fastrnn::cpu::FASTRNN_ISA_NS
