@@ -27,6 +27,7 @@ from fastrnn.saving import ModelFileError, keras_format  # noqa: E402
 
 L = keras.layers
 B, T, FEATURES, VOCAB = 5, 7, 3, 23
+T_OUTER, WINDOW = 4, 6  # TimeDistributed over windows: (B, T_OUTER, WINDOW, FEATURES)
 
 
 def _ids(rng: np.random.Generator) -> np.ndarray:
@@ -41,6 +42,11 @@ def _floats(rng: np.random.Generator, dtype=np.float32) -> np.ndarray:
     x[2, 5:] = 0.0  # padding for Masking
     x[4, 2:] = 0.0
     return x
+
+
+def _frames(rng: np.random.Generator) -> np.ndarray:
+    """(B, T_OUTER, WINDOW, FEATURES): a short window of features per outer step."""
+    return rng.standard_normal((B, T_OUTER, WINDOW, FEATURES)).astype(np.float32)
 
 
 def _randomize_keras(model, rng: np.random.Generator) -> None:
@@ -71,6 +77,15 @@ def _assert_predictions(ours, theirs, tol=2e-6) -> None:
     scale = max(float(np.abs(theirs).max()), 1.0)
     err = float(np.abs(ours - theirs).max())
     assert err <= tol * scale, f"max |fastrnn - keras| = {err:.3g}"
+
+
+def _wrapped(model) -> list[tuple[str, str]]:
+    """(class, name) of the layers TimeDistributed layers wrap (same attribute in both)."""
+    return [
+        (type(layer.layer).__name__, layer.layer.name)
+        for layer in model.layers
+        if type(layer).__name__ == "TimeDistributed"
+    ]
 
 
 def _rewrite(path, out, **replace) -> None:
@@ -139,6 +154,74 @@ def _keras_models():
             ),
             lambda rng: _floats(rng, np.float64),
         ),
+        "cnn_lstm": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES)),
+                    L.Conv1D(6, 3, padding="causal", dilation_rate=2, activation="relu"),
+                    L.Conv1D(4, 2, strides=2, padding="same", groups=2),
+                    L.MaxPooling1D(2, padding="same"),
+                    L.LSTM(5),
+                    L.Dense(2),
+                ]
+            ),
+            _floats,
+        ),
+        "encoder_decoder": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES)),
+                    L.LSTM(5),
+                    L.RepeatVector(4),
+                    L.LSTM(3, return_sequences=True),
+                    L.TimeDistributed(L.Dense(2, activation="softmax")),
+                ]
+            ),
+            _floats,
+        ),
+        "masked_average_pooling": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T,)),
+                    L.Embedding(VOCAB, 6, mask_zero=True),
+                    L.LSTM(5, return_sequences=True),
+                    L.GlobalAveragePooling1D(),
+                    L.Dense(1, activation="sigmoid"),
+                ]
+            ),
+            _ids,
+        ),
+        "norm_flatten_reshape_stack": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T, FEATURES)),
+                    L.GRU(4, return_sequences=True),
+                    L.LayerNormalization(),
+                    L.Flatten(),
+                    L.Reshape((2 * T, 2)),
+                    L.Activation("tanh"),
+                    L.LayerNormalization(axis=[1, 2], epsilon=1e-5, center=False),
+                    L.MaxPooling1D(3, strides=2),
+                    L.Conv1D(3, 2, data_format="channels_first", activation="sigmoid"),
+                    L.GlobalMaxPooling1D(),
+                    L.Dense(3),
+                ]
+            ),
+            _floats,
+        ),
+        "time_distributed_cnn_rnn": (
+            lambda: keras.Sequential(
+                [
+                    keras.Input((T_OUTER, WINDOW, FEATURES)),
+                    L.TimeDistributed(L.Conv1D(4, 3, activation="relu")),
+                    L.TimeDistributed(L.Bidirectional(L.LSTM(3), merge_mode="sum")),
+                    L.LSTM(2, return_sequences=True),
+                    L.TimeDistributed(L.Dense(2)),
+                    L.GlobalAveragePooling1D(),
+                ]
+            ),
+            _frames,
+        ),
         **{
             f"bidirectional_{mode}": (
                 lambda mode=mode: keras.Sequential(
@@ -175,12 +258,21 @@ def test_keras_archive_loads_with_identical_weights_and_predictions(name, tmp_pa
         type(layer).__name__ for layer in k.layers
     ]
     assert [layer.name for layer in m.layers] == [layer.name for layer in k.layers]
+    assert _wrapped(m) == _wrapped(k)
     _assert_same_weights(m.get_weights(), k.get_weights())
     tol = 1e-7 if name.startswith("float64") else 2e-6
     _assert_predictions(m.predict(x), _k_predict(k, x), tol)
 
 
-WEIGHTS_CASES = ["embedding_mask_lstm_gru", "masking_backwards", "bidirectional_concat"]
+WEIGHTS_CASES = [
+    "embedding_mask_lstm_gru",
+    "masking_backwards",
+    "bidirectional_concat",
+    "cnn_lstm",
+    "encoder_decoder",
+    "norm_flatten_reshape_stack",
+    "time_distributed_cnn_rnn",
+]
 
 
 @pytest.mark.parametrize("name", WEIGHTS_CASES + ["float64_no_bias"])
@@ -322,6 +414,79 @@ def _fastrnn_models():
             ),
             lambda rng: _floats(rng, np.float64),
         ),
+        "cnn_lstm": (
+            lambda: Sequential(
+                [
+                    F.Conv1D(
+                        6,
+                        3,
+                        padding="causal",
+                        dilation_rate=2,
+                        activation="relu",
+                        input_shape=(T, FEATURES),
+                    ),
+                    F.Conv1D(4, 2, strides=2, padding="same", groups=2),
+                    F.MaxPooling1D(2, padding="same"),
+                    F.LSTM(5),
+                    F.Dense(2),
+                ]
+            ),
+            _floats,
+        ),
+        "encoder_decoder": (
+            lambda: Sequential(
+                [
+                    F.LSTM(5, input_shape=(T, FEATURES)),
+                    F.RepeatVector(4),
+                    F.LSTM(3, return_sequences=True),
+                    F.TimeDistributed(F.Dense(2, activation="softmax")),
+                ]
+            ),
+            _floats,
+        ),
+        "masked_average_pooling": (
+            lambda: Sequential(
+                [
+                    F.Embedding(VOCAB, 6, mask_zero=True, input_shape=(T,)),
+                    F.LSTM(5, return_sequences=True),
+                    F.GlobalAveragePooling1D(),
+                    F.Dense(1, activation="sigmoid"),
+                ]
+            ),
+            _ids,
+        ),
+        "norm_flatten_reshape_stack": (
+            lambda: Sequential(
+                [
+                    F.GRU(4, return_sequences=True, input_shape=(T, FEATURES)),
+                    F.LayerNormalization(),
+                    F.Flatten(),
+                    F.Reshape((-1, 2)),
+                    F.Activation("tanh"),
+                    F.LayerNormalization(axis=[-2, -1], epsilon=1e-5, center=False),
+                    F.MaxPooling1D(3, strides=2),
+                    F.Conv1D(3, 2, data_format="channels_first", activation="sigmoid"),
+                    F.GlobalMaxPooling1D(),
+                    F.Dense(3),
+                ]
+            ),
+            _floats,
+        ),
+        "time_distributed_cnn_rnn": (
+            lambda: Sequential(
+                [
+                    F.TimeDistributed(
+                        F.Conv1D(4, 3, activation="relu"),
+                        input_shape=(T_OUTER, WINDOW, FEATURES),
+                    ),
+                    F.TimeDistributed(F.Bidirectional(F.LSTM(3), merge_mode="sum")),
+                    F.LSTM(2, return_sequences=True),
+                    F.TimeDistributed(F.Dense(2)),
+                    F.GlobalAveragePooling1D(),
+                ]
+            ),
+            _frames,
+        ),
         **{
             f"bidirectional_{mode}": (
                 lambda mode=mode: Sequential(
@@ -355,6 +520,7 @@ def test_fastrnn_archive_opens_in_keras_as_stock_layers(name, tmp_path, rng):
         assert type(theirs).__name__ == type(ours).__name__
         assert type(theirs).__module__.startswith("keras.")
         assert theirs.name == ours.name
+    assert _wrapped(k) == _wrapped(m)
     _assert_same_weights(k.get_weights(), m.get_weights())
     tol = 1e-7 if name.startswith("float64") else 2e-6
     _assert_predictions(m.predict(x), _k_predict(k, x), tol)
@@ -452,6 +618,70 @@ def test_bidirectional_merge_mode_none_config_round_trip():
     assert k.merge_mode is None and k.forward_layer.return_sequences
     back = keras_format.layer_from_keras(json.loads(json.dumps(spec)), "layer", [])
     assert back.get_config() == layer.get_config()
+
+
+def test_layer_normalization_axes_keras_orders_differently(tmp_path, rng):
+    """Keras sorts the raw axis list to order gamma's axes ([-1, 1] gives (F, T)); fastrnn
+    orders them by position. fastrnn writes its resolved axes, so Keras builds the same shapes,
+    and refuses Keras configs whose order would differ, naming the axis."""
+    m = Sequential(
+        [
+            F.GRU(4, return_sequences=True, input_shape=(T, FEATURES)),
+            F.LayerNormalization(axis=[1, -1]),
+            F.LayerNormalization(axis=[-1, 2, -1]),
+            F.Dense(2),
+        ]
+    )
+    _randomize_fastrnn(m, rng)
+    x = _floats(rng)
+    m.save(tmp_path / "m.keras")
+    written = [
+        spec["config"].get("axis")
+        for spec in _archive_config(tmp_path / "m.keras")["config"]["layers"]
+    ]
+    assert written[2:4] == [[1, 2], [2]]
+    k = keras.models.load_model(tmp_path / "m.keras")
+    assert [tuple(w.shape) for w in k.layers[1].weights] == [(T, 4), (T, 4)]
+    _assert_same_weights(k.get_weights(), m.get_weights())
+    _assert_predictions(m.predict(x), _k_predict(k, x))
+
+    k = keras.Sequential(
+        [keras.Input((T, FEATURES)), L.LayerNormalization(axis=[-1, 1]), L.Dense(2)]
+    )
+    assert tuple(k.layers[0].weights[0].shape) == (FEATURES, T)
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"axis.*mixes negative and non-negative"):
+        load_model(tmp_path / "k.keras")
+
+
+def test_time_distributed_recurrent_layer_keeps_keras_mask_semantics(tmp_path):
+    """zero_output_for_mask is forced only by Bidirectional: a recurrent layer returning
+    sequences inside TimeDistributed is written without it, and refused with it."""
+    m = Sequential(
+        [
+            F.TimeDistributed(
+                F.LSTM(3, return_sequences=True), input_shape=(T_OUTER, WINDOW, FEATURES)
+            ),
+            F.TimeDistributed(F.Bidirectional(F.GRU(2, return_sequences=True))),
+        ]
+    )
+    m.save(tmp_path / "m.keras")
+    td_lstm, td_bidirectional = _archive_config(tmp_path / "m.keras")["config"]["layers"][1:]
+    assert td_lstm["config"]["layer"]["config"]["zero_output_for_mask"] is False
+    directions = td_bidirectional["config"]["layer"]["config"]
+    assert directions["layer"]["config"]["zero_output_for_mask"] is True
+    assert (
+        keras.models.load_model(tmp_path / "m.keras").layers[0].layer.zero_output_for_mask is False
+    )
+    k = keras.Sequential(
+        [
+            keras.Input((T_OUTER, WINDOW, FEATURES)),
+            L.TimeDistributed(L.LSTM(3, return_sequences=True, zero_output_for_mask=True)),
+        ]
+    )
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"layers\[1\].*\.layer.*zero_output_for_mask"):
+        load_model(tmp_path / "k.keras")
 
 
 # ---- compile state -----------------------------------------------------------------------------
@@ -672,3 +902,63 @@ def test_missing_h5py_names_the_extra(tmp_path, monkeypatch):
     with pytest.raises(ImportError, match=r"fastrnn\[h5\]"):
         m.save(tmp_path / "n.keras")
     assert not (tmp_path / "n.keras").exists()
+
+
+# ---- every row, one layer at a time ------------------------------------------------------------
+def _row_cases():
+    from test_saving import NON_DEFAULT
+
+    return NON_DEFAULT
+
+
+def _concrete(shape: tuple) -> tuple:
+    return tuple(2 if d is None else d for d in shape)
+
+
+def _outputs(y) -> list[np.ndarray]:
+    ys = y if isinstance(y, (list, tuple)) else [y]
+    return [np.asarray(keras.ops.convert_to_numpy(v)) for v in ys]
+
+
+@pytest.mark.parametrize("name", sorted(_row_cases()))
+def test_every_row_is_the_same_layer_in_keras(name, rng):
+    """Each LayerRow on its own, arguments away from their defaults: the config fastrnn writes
+    deserializes into the stock Keras layer, which has fastrnn's weight shapes and, given the
+    same weights, computes the same outputs; the config Keras writes back reads into fastrnn
+    as the original layer."""
+    make, shape = _row_cases()[name]
+    ours = make()
+    ours.build(shape)
+    _randomize_fastrnn_layer(ours, rng)
+    spec = json.loads(json.dumps(keras_format.layer_to_keras(ours), allow_nan=False))
+    theirs = keras.layers.deserialize(spec)
+    assert type(theirs).__name__ == spec["class_name"]
+    if not theirs.built:
+        theirs.build(shape)
+    assert [tuple(w.shape) for w in theirs.get_weights()] == [w.shape for w in ours.weights]
+    theirs.set_weights(ours.get_weights())
+    x_shape = _concrete(shape)
+    if name == "Embedding":
+        x = rng.integers(0, ours.input_dim, x_shape)
+    else:
+        x = rng.standard_normal(x_shape).astype(ours.dtype)
+    expected = _outputs(theirs(x))
+    got = _outputs(ours(x))
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        _assert_predictions(a, b, 1e-7 if ours.dtype == np.float64 else 2e-6)
+    back_spec = json.loads(json.dumps(keras.saving.serialize_keras_object(theirs)))
+    back = keras_format.layer_from_keras(back_spec, "layer", notes := [])
+    assert not notes
+    dropped = KERAS_GET_CONFIG_DROPS.get(name, set())
+    assert {k: v for k, v in back.get_config().items() if k not in dropped} == {
+        k: v for k, v in ours.get_config().items() if k not in dropped
+    }
+
+
+# Keys Keras's own get_config leaves out (it reads them: see test_fastrnn_configs_reach_keras).
+KERAS_GET_CONFIG_DROPS = {"SimpleRNN": {"seed"}}
+
+
+def _randomize_fastrnn_layer(layer, rng: np.random.Generator) -> None:
+    layer.set_weights([rng.standard_normal(w.shape) * 0.4 for w in layer.get_weights()])

@@ -74,6 +74,52 @@ NON_DEFAULT = {
         lambda: F.Bidirectional(F.GRU(3, go_backwards=True, reset_after=False), merge_mode="mul"),
         (None, T, FEATURES),
     ),
+    "TimeDistributed": (
+        lambda: F.TimeDistributed(
+            F.Bidirectional(F.LSTM(2, return_sequences=True, unit_forget_bias=False)),
+            name="td",
+            trainable=False,
+        ),
+        (None, 2, T, FEATURES),
+    ),
+    "Activation": (lambda: F.Activation("hard_sigmoid", dtype="float64"), (None, T, FEATURES)),
+    "RepeatVector": (lambda: F.RepeatVector(6), (None, FEATURES)),
+    "Flatten": (lambda: F.Flatten(data_format="channels_first"), (None, T, FEATURES)),
+    "Reshape": (lambda: F.Reshape((-1, 5)), (None, 2, T)),
+    "MaxPooling1D": (
+        lambda: F.MaxPooling1D(3, strides=1, padding="same", data_format="channels_first"),
+        (None, FEATURES, T),
+    ),
+    "GlobalAveragePooling1D": (
+        lambda: F.GlobalAveragePooling1D(data_format="channels_first", keepdims=True),
+        (None, FEATURES, T),
+    ),
+    "GlobalMaxPooling1D": (lambda: F.GlobalMaxPooling1D(keepdims=True), (None, T, FEATURES)),
+    "Conv1D": (
+        lambda: F.Conv1D(
+            4,
+            3,
+            strides=1,
+            padding="causal",
+            dilation_rate=2,
+            groups=2,
+            activation="relu",
+            use_bias=False,
+            kernel_initializer="he_uniform",
+            bias_initializer="ones",
+        ),
+        (None, T, 2),
+    ),
+    "LayerNormalization": (
+        lambda: F.LayerNormalization(
+            axis=[-2, -1],
+            epsilon=1e-5,
+            center=False,
+            beta_initializer="ones",
+            gamma_initializer="normal",
+        ),
+        (None, 2, T, FEATURES),
+    ),
 }
 
 
@@ -98,6 +144,22 @@ def test_keras_row_round_trips_the_config(name):
     assert not notes
     assert type(back) is type(layer)
     assert back.get_config() == layer.get_config()
+
+
+def test_wrapped_recurrent_layers_get_zero_output_for_mask_from_bidirectional_only():
+    """Keras's Bidirectional forces zero_output_for_mask=return_sequences on its layers; no
+    other wrapper does, and fastrnn's recurrent layers repeat the previous output."""
+    td = F.TimeDistributed(F.LSTM(3, return_sequences=True))
+    td.build((None, 2, T, FEATURES))
+    inner = keras_format.layer_to_keras(td)["config"]["layer"]
+    assert inner["config"]["zero_output_for_mask"] is False
+    assert inner["build_config"] == {"input_shape": [None, T, FEATURES]}
+    inner["config"]["zero_output_for_mask"] = True
+    spec = {"class_name": "TimeDistributed", "config": {"layer": inner}}
+    with pytest.raises(keras_format._ConfigError, match=r"layer.*zero_output_for_mask"):
+        keras_format.layer_from_keras(spec, "layer", [])
+    spec = {"class_name": "Bidirectional", "config": {"layer": inner}}
+    assert keras_format.layer_from_keras(spec, "layer", []).forward_layer.return_sequences
 
 
 def test_keras_snake_case_matches_keras_names():
@@ -152,6 +214,55 @@ def test_round_trip_restores_weights_and_training_state(suffix, tmp_path, rng):
         np.testing.assert_array_equal(a, b)
     uncompiled = load_model(path, compile=False)
     assert not uncompiled.compiled
+
+
+def _every_layer_model() -> Sequential:
+    return Sequential(
+        [
+            F.Conv1D(4, 2, padding="same", activation="relu", input_shape=(T, FEATURES)),
+            F.MaxPooling1D(2, padding="same"),
+            F.LayerNormalization(epsilon=1e-4),
+            F.LSTM(3),
+            F.RepeatVector(4),
+            F.GRU(3, return_sequences=True),
+            F.TimeDistributed(F.Dense(2)),
+            F.Activation("tanh"),
+            F.Flatten(),
+            F.Dropout(0.1),
+            F.Reshape((4, 2)),
+            F.GlobalMaxPooling1D(keepdims=True),
+            F.GlobalAveragePooling1D(),
+            F.Dense(1),
+        ]
+    )
+
+
+@pytest.mark.parametrize("suffix", [".fastrnn", ".keras"])
+def test_every_new_layer_class_round_trips_in_one_model(suffix, tmp_path, rng):
+    if suffix == ".keras":
+        pytest.importorskip("h5py")
+    model = _every_layer_model()
+    model.set_weights([rng.standard_normal(w.shape) * 0.5 for w in model.get_weights()])
+    model.compile(optimizers.Adam(0.01), "mse")
+    x = rng.standard_normal((6, T, FEATURES))
+    model.fit(x, rng.standard_normal((6, 1)), epochs=1, batch_size=3, shuffle=False, verbose=0)
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    loaded = load_model(path)
+    assert [layer.get_config() for layer in loaded.layers[1:]] == [
+        layer.get_config() for layer in model.layers[1:]
+    ]
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+    for a, b in zip(loaded.optimizer.get_state()[1], model.optimizer.get_state()[1]):
+        np.testing.assert_array_equal(a, b)
+    weights = tmp_path / ("w.weights.h5" if suffix == ".keras" else "w.weights.zip")
+    model.save_weights(weights)
+    clone = _every_layer_model()
+    clone.build((None, T, FEATURES))
+    clone.load_weights(weights)
+    np.testing.assert_array_equal(clone.predict(x), model.predict(x))
 
 
 def test_weights_files_round_trip(tmp_path, rng):

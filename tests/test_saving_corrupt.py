@@ -1229,3 +1229,279 @@ def test_zlib_corruption_is_named(files, tmp_path):
     path.write_bytes(bytes(data))
     assert zlib  # imported for clarity: zlib.error must not escape
     _load_expecting(path, "config.json", r"corrupt|invalid JSON")
+
+
+# ---- wrapped, convolutional and normalization layers ---------------------------------------------
+# A second valid model for the rows whose configs nest a layer (TimeDistributed) or hold sizes
+# that do not come from the weights alone (Conv1D's kernel_size, LayerNormalization's axis,
+# Reshape's target_shape).
+def _wrapped_model() -> Sequential:
+    model = Sequential(
+        [
+            F.TimeDistributed(F.Dense(3, name="inner"), input_shape=(T, FEATURES), name="td"),
+            F.Conv1D(2, 2, name="conv"),
+            F.LayerNormalization(name="norm"),
+            F.Reshape((-1,), name="reshape"),
+            F.Dense(1, name="dense"),
+        ],
+        name="victim2",
+    )
+    rng = np.random.default_rng(6)
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def wrapped_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("valid_wrapped")
+    model = _wrapped_model()
+    out = {"fastrnn": folder / "valid.fastrnn"}
+    model.save(out["fastrnn"])
+    if h5py is not None:
+        out["keras"] = folder / "valid.keras"
+        model.save(out["keras"])
+    return out
+
+
+def _nested(outer: str, depth: int, inner: dict) -> dict:
+    """``depth`` ``outer`` wrappers around the layer spec ``inner``."""
+    spec = inner
+    for i in range(depth):
+        spec = {"class_name": outer, "config": {"name": f"w{i}", "layer": spec}}
+    return spec
+
+
+def _wrap_inner(path: list, outer: str, depth: int) -> Callable:
+    """Edits the JSON at ``path`` (a TimeDistributed's ``layer``) into ``depth`` more wrappers."""
+
+    def edit(obj):
+        target = obj
+        for key in path[:-1]:
+            target = target[key]
+        target[path[-1]] = _nested(outer, depth, target[path[-1]])
+
+    return edit
+
+
+def _keras_layer(i: int, *keys) -> list:
+    return ["config", "layers", i, "config", *keys]
+
+
+TD_INNER = "layers/time_distributed/layer"
+WRAPPED_KERAS_CASES: dict[str, tuple[Callable, str | None, str]] = {
+    "td layer missing": (
+        _edit_json(CFG, _pop(_keras_layer(1, "layer"))),
+        CFG,
+        r"layers\[1\].*'layer' must hold a serialized layer",
+    ),
+    "td layer null": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer"), None)),
+        CFG,
+        r"layers\[1\].*'layer' must hold a serialized layer",
+    ),
+    "td layer a string": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer"), "Dense")),
+        CFG,
+        r"layers\[1\].*\.layer: a layer must be a JSON object",
+    ),
+    "td wraps an unknown class": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer", "class_name"), "Conv3D")),
+        CFG,
+        r"layers\[1\].*\.layer.*'Conv3D'",
+    ),
+    "td wraps a custom registered layer": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer", "registered_name"), "Custom>Dense")),
+        CFG,
+        r"Custom>Dense",
+    ),
+    "td inner key unknown": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer", "config", "evil"), 1)),
+        CFG,
+        r"\.layer.*evil",
+    ),
+    "td inner units 10**9": (
+        _edit_json(CFG, _set(_keras_layer(1, "layer", "config", "units"), 10**9)),
+        rf"{H5}:{TD_INNER}/vars/0",
+        r"shape \(2, 1000000000\).*\(2, 3\)",
+    ),
+    "td nested 40 deep": (
+        _edit_json(CFG, _wrap_inner(_keras_layer(1, "layer"), "TimeDistributed", 40)),
+        CFG,
+        r"nested deeper",
+    ),
+    "td nested 8 deep": (
+        _edit_json(CFG, _wrap_inner(_keras_layer(1, "layer"), "TimeDistributed", 8)),
+        CFG,
+        r"at least 3 dimensions",
+    ),
+    "td inner weights of another class": (
+        _h5_edit(lambda f: f.create_dataset(f"{TD_INNER}/cell/vars/0", data=np.zeros(3, "f4"))),
+        rf"{H5}:{TD_INNER}/cell",
+        r"does not have",
+    ),
+    "td inner group missing": (
+        _h5_edit(lambda f: f.__delitem__(TD_INNER)),
+        rf"{H5}:layers/time_distributed",
+        r"no more weights|holds no array for its weight 'kernel'",
+    ),
+    "td inner group a dataset": (
+        _h5_edit(lambda f: (f.__delitem__(TD_INNER), f.create_dataset(TD_INNER, data=1.0))),
+        rf"{H5}:{TD_INNER}",
+        r"group",
+    ),
+    "conv filters 10**12": (
+        _edit_json(CFG, _set(_keras_layer(2, "filters"), 10**12)),
+        rf"{H5}:layers/conv1d/vars/0",
+        r"shape",
+    ),
+    "conv kernel_size 10**9": (
+        _edit_json(CFG, _set(_keras_layer(2, "kernel_size"), [10**9])),
+        rf"{H5}:layers/conv1d/vars/0",
+        r"shape \(1000000000, 3, 2\).*\(2, 3, 2\)",
+    ),
+    "conv kernel_size two ints": (
+        _edit_json(CFG, _set(_keras_layer(2, "kernel_size"), [2, 2])),
+        CFG,
+        r"layers\[2\].*kernel_size",
+    ),
+    "conv padding unknown": (
+        _edit_json(CFG, _set(_keras_layer(2, "padding"), "full")),
+        CFG,
+        r"layers\[2\].*padding",
+    ),
+    "norm axis mixes signs": (
+        _edit_json(CFG, _set(_keras_layer(3, "axis"), [-1, 1])),
+        CFG,
+        r"layers\[3\].*axis.*mixes negative and non-negative",
+    ),
+    "norm axis out of range": (
+        _edit_json(CFG, _set(_keras_layer(3, "axis"), [5])),
+        CFG,
+        r"axis 5 is out of bounds",
+    ),
+    "norm axis a string": (
+        _edit_json(CFG, _set(_keras_layer(3, "axis"), "x")),
+        CFG,
+        r"layers\[3\].*axis",
+    ),
+    "norm axis over the batch": (
+        _edit_json(CFG, _set(_keras_layer(3, "axis"), [0])),
+        CFG,
+        r"batch axis",
+    ),
+    "norm rms_scaling": (
+        _edit_json(CFG, _set(_keras_layer(3, "rms_scaling"), True)),
+        CFG,
+        r"layers\[3\].*rms_scaling",
+    ),
+    "norm gamma wrong shape": (
+        _h5_edit(_replace_dataset("layers/layer_normalization/vars/0", np.ones(3, "f4"))),
+        rf"{H5}:layers/layer_normalization/vars/0",
+        r"\(2,\).*\(3,\)",
+    ),
+    "reshape target_shape does not fit": (
+        _edit_json(CFG, _set(_keras_layer(4, "target_shape"), [7])),
+        CFG,
+        r"target_shape",
+    ),
+    "reshape target_shape 2**62": (
+        _edit_json(CFG, _set(_keras_layer(4, "target_shape"), [2**62, -1])),
+        CFG,
+        r"target_shape",
+    ),
+    "reshape target_shape a string": (
+        _edit_json(CFG, _set(_keras_layer(4, "target_shape"), "x")),
+        CFG,
+        r"layers\[4\].*target_shape",
+    ),
+}
+
+
+def _native_layer(i: int, *keys) -> list:
+    return ["config", "layers", i, "config", *keys]
+
+
+WRAPPED_NATIVE_CASES: dict[str, tuple[Callable, str | None, str]] = {
+    "td layer missing": (
+        _edit_json(CFG, _pop(_native_layer(0, "layer"))),
+        CFG,
+        r"layers\[0\]",
+    ),
+    "td wraps an unknown class": (
+        _edit_json(CFG, _set(_native_layer(0, "layer", "class_name"), "Conv3D")),
+        CFG,
+        r"layers\[0\].*Conv3D",
+    ),
+    "td inner units 10**9": (
+        _edit_json(CFG, _set(_native_layer(0, "layer", "config", "units"), 10**9)),
+        "weights/00000.npy",
+        r"shape \(2, 1000000000\).*\(2, 3\)",
+    ),
+    "td nested 40 deep": (
+        _edit_json(CFG, _wrap_inner(_native_layer(0, "layer"), "TimeDistributed", 40)),
+        CFG,
+        r"nested deeper",
+    ),
+    "conv filters 10**12": (
+        _edit_json(CFG, _set(_native_layer(1, "filters"), 10**12)),
+        "weights/00002.npy",
+        r"shape",
+    ),
+    "norm axis out of range": (
+        _edit_json(CFG, _set(_native_layer(2, "axis"), 7)),
+        CFG,
+        r"axis 7 is out of bounds",
+    ),
+    "reshape target_shape does not fit": (
+        _edit_json(CFG, _set(_native_layer(3, "target_shape"), [7])),
+        CFG,
+        r"target_shape",
+    ),
+}
+
+
+def test_wrapped_valid_files_load(wrapped_files, rng):
+    """The starting points of the tables below load, so each case fails for its own reason."""
+    x = rng.standard_normal((3, T, FEATURES)).astype(np.float32)
+    reference = _wrapped_model()
+    for path in wrapped_files.values():
+        np.testing.assert_array_equal(load_model(path).predict(x), reference.predict(x))
+
+
+@pytest.mark.parametrize("case", list(WRAPPED_NATIVE_CASES))
+def test_corrupt_wrapped_fastrnn_file(case, wrapped_files, tmp_path):
+    build, entry, message = WRAPPED_NATIVE_CASES[case]
+    path = build(wrapped_files["fastrnn"], tmp_path / "broken.fastrnn")
+    _load_expecting(path, entry, message)
+
+
+@needs_h5py
+@pytest.mark.parametrize("case", list(WRAPPED_KERAS_CASES))
+def test_corrupt_wrapped_keras_archive(case, wrapped_files, tmp_path):
+    build, entry, message = WRAPPED_KERAS_CASES[case]
+    path = build(wrapped_files["keras"], tmp_path / "broken.keras")
+    _load_expecting(path, entry, message)
+
+
+WRAPPED_H5_CASES = [
+    "td inner weights of another class",
+    "td inner group missing",
+    "norm gamma wrong shape",
+]
+
+
+@needs_h5py
+@pytest.mark.parametrize("case", WRAPPED_H5_CASES)
+def test_corrupt_wrapped_weights_h5(case, wrapped_files, tmp_path):
+    build, entry, message = WRAPPED_KERAS_CASES[case]
+    archive = build(wrapped_files["keras"], tmp_path / "broken.keras")
+    path = tmp_path / "broken.weights.h5"
+    with zipfile.ZipFile(archive) as zf:
+        path.write_bytes(zf.read(H5))
+    model = _wrapped_model()
+    before = model.get_weights()
+    _load_expecting(
+        path, entry.replace(H5, "broken.weights.h5"), message, loader=model.load_weights
+    )
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)

@@ -9,6 +9,7 @@ laid out by the model's structure::
     layers/<layer>/vars/0, 1 ...  a layer's own variables, in get_weights() order
     layers/<rnn>/cell/vars/...    recurrent layers keep theirs in their cell
     layers/<bidirectional>/forward_layer/cell/vars/...   wrappers: one group per wrapped layer
+    layers/<time_distributed>/layer/vars/...             (named by attribute, not by class)
     optimizer/vars/0, 1, ...      iterations, learning_rate, then the slot variables
 
 ``<layer>`` is the snake_case Keras class name, numbered ``_1``, ``_2`` ... among layers of the
@@ -219,6 +220,7 @@ class Key:
         fastrnn: fastrnn's argument name when it differs from Keras's.
         attribute: for ``layer``, the fastrnn layer's attribute holding the wrapped layer when
             it differs from the argument (Bidirectional keeps ``layer`` as ``forward_layer``).
+        required: for ``layer``, the config must hold a layer there (not null or absent).
     """
 
     keras: str
@@ -227,6 +229,7 @@ class Key:
     write: bool = True
     fastrnn: str | None = None
     attribute: str | None = None
+    required: bool = False
 
     @property
     def argument(self) -> str:
@@ -245,11 +248,15 @@ class LayerRow:
             vars), ``"cell"`` (``cell/vars``, recurrent layers) or ``"children"`` (wrapped
             layers, each under the attribute name ``children`` gives).
         children: for wrappers, ``layer -> [(HDF5 attribute name, wrapped fastrnn layer)]``.
+        child_shape: for wrappers whose wrapped layers see another input shape than the
+            wrapper's: ``wrapper input shape -> wrapped layer's input shape`` (TimeDistributed
+            drops the time axis). Written as the wrapped layers' ``build_config``.
         fastrnn_only: fastrnn config keys with no Keras counterpart that are left out when
             writing (e.g. ``input_shape``, which Keras expresses with an InputLayer).
-        read: optional hook ``(keras_config, fastrnn_kwargs, where, inside_wrapper)`` for
-            cross-key rules; it edits the kwargs in place.
-        write: optional hook ``(layer, keras_config, inside_wrapper)``.
+        read: optional hook ``(keras_config, fastrnn_kwargs, where, wrapper)`` for cross-key
+            rules; it edits the kwargs in place. ``wrapper`` is the Keras class name of the
+            layer wrapping this one (``"Bidirectional"``, ``"TimeDistributed"``) or None.
+        write: optional hook ``(layer, keras_config, wrapper)``.
     """
 
     keras: str
@@ -257,6 +264,7 @@ class LayerRow:
     keys: tuple[Key, ...]
     weights: str = "vars"
     children: Callable[[Any], list[tuple[str, Any]]] | None = None
+    child_shape: Callable[[tuple], tuple] | None = None
     fastrnn_only: frozenset = frozenset({"input_shape"})
     read: Callable | None = None
     write: Callable | None = None
@@ -308,22 +316,26 @@ _RNN_KEYS = (
 )
 
 
-def _rnn_read(cfg: dict, kwargs: dict, where: str, inside_wrapper: bool) -> None:
+def _rnn_read(cfg: dict, kwargs: dict, where: str, wrapper: str | None) -> None:
     # Keras zeroes masked steps of returned sequences with zero_output_for_mask; fastrnn's
     # recurrent layers repeat the previous output (Keras's default). Bidirectional forces the
     # flag to return_sequences on its layers and fastrnn's Bidirectional zeroes the same steps.
-    if cfg.get("zero_output_for_mask") and cfg.get("return_sequences") and not inside_wrapper:
+    if (
+        cfg.get("zero_output_for_mask")
+        and cfg.get("return_sequences")
+        and wrapper != "Bidirectional"
+    ):
         raise _ConfigError(
             f"{where}: zero_output_for_mask=True with return_sequences=True is not supported by "
             "fastrnn's recurrent layers (masked steps repeat the previous output)"
         )
 
 
-def _rnn_write(layer: Any, cfg: dict, inside_wrapper: bool) -> None:
-    cfg["zero_output_for_mask"] = bool(inside_wrapper and layer.return_sequences)
+def _rnn_write(layer: Any, cfg: dict, wrapper: str | None) -> None:
+    cfg["zero_output_for_mask"] = bool(wrapper == "Bidirectional" and layer.return_sequences)
 
 
-def _bidirectional_read(cfg: dict, kwargs: dict, where: str, inside_wrapper: bool) -> None:
+def _bidirectional_read(cfg: dict, kwargs: dict, where: str, wrapper: str | None) -> None:
     forward = kwargs.get("layer")
     if forward is not None and forward.name.startswith("forward_"):
         forward.name = forward.name[len("forward_") :]
@@ -332,6 +344,42 @@ def _bidirectional_read(cfg: dict, kwargs: dict, where: str, inside_wrapper: boo
 def _bidirectional_children(layer: Any) -> list[tuple[str, Any]]:
     return [("forward_layer", layer.forward_layer), ("backward_layer", layer.backward_layer)]
 
+
+def _time_distributed_children(layer: Any) -> list[tuple[str, Any]]:
+    return [("layer", layer.layer)]
+
+
+def _time_distributed_child_shape(shape: tuple) -> tuple:
+    return (shape[0], *shape[2:])
+
+
+def _layer_norm_read(cfg: dict, kwargs: dict, where: str, wrapper: str | None) -> None:
+    # Keras sorts the raw axis list to order gamma/beta's axes ([-1, 1] gives (F, T) for
+    # (B, T, F) inputs) and reshapes them onto the inputs; fastrnn orders them by position
+    # ((T, F)). The two agree unless the list mixes negative and non-negative axes.
+    axis = cfg.get("axis")
+    if isinstance(axis, list) and all(isinstance(a, int) for a in axis):
+        if any(a < 0 for a in axis) and any(a >= 0 for a in axis):
+            raise _ConfigError(
+                f"{where}.axis: {_short(axis)} mixes negative and non-negative axes, for which "
+                "Keras orders gamma and beta differently from fastrnn; give the axes all "
+                "non-negative or all negative"
+            )
+
+
+def _layer_norm_write(layer: Any, cfg: dict, wrapper: str | None) -> None:
+    # The inverse of _layer_norm_read: where Keras would order gamma/beta's axes differently
+    # (a list mixing signs, or naming an axis twice), write the axes fastrnn resolved, which
+    # Keras orders the same way. Same normalization, same weights.
+    axis, shape = layer.axis, layer.input_shape
+    if isinstance(axis, list) and shape is not None:
+        rank = len(shape)
+        resolved = sorted({a % rank for a in axis})
+        if [a % rank for a in sorted(axis)] != resolved:
+            cfg["axis"] = resolved
+
+
+_GLOBAL_POOLING_KEYS = (Key("data_format"), Key("keepdims"))
 
 LAYERS: tuple[LayerRow, ...] = (
     LayerRow(
@@ -399,7 +447,7 @@ LAYERS: tuple[LayerRow, ...] = (
         "Bidirectional",
         "Bidirectional",
         (
-            Key("layer", "layer", attribute="forward_layer"),
+            Key("layer", "layer", attribute="forward_layer", required=True),
             Key("backward_layer", "layer"),
             Key("merge_mode"),
             Key("weights", "fixed", None, write=False),
@@ -407,6 +455,68 @@ LAYERS: tuple[LayerRow, ...] = (
         weights="children",
         children=_bidirectional_children,
         read=_bidirectional_read,
+    ),
+    LayerRow(
+        "TimeDistributed",
+        "TimeDistributed",
+        (Key("layer", "layer", required=True),),
+        weights="children",
+        children=_time_distributed_children,
+        child_shape=_time_distributed_child_shape,
+    ),
+    LayerRow("Activation", "Activation", (Key("activation", "act"),)),
+    LayerRow("RepeatVector", "RepeatVector", (Key("n"),)),
+    LayerRow("Flatten", "Flatten", (Key("data_format"),)),
+    LayerRow("Reshape", "Reshape", (Key("target_shape"),)),
+    # Sizes stay as Keras stores them, 1-tuples ([2] in JSON); fastrnn's layers take both.
+    LayerRow(
+        "MaxPooling1D",
+        "MaxPooling1D",
+        (Key("pool_size"), Key("strides"), Key("padding"), Key("data_format")),
+    ),
+    LayerRow("GlobalAveragePooling1D", "GlobalAveragePooling1D", _GLOBAL_POOLING_KEYS),
+    LayerRow("GlobalMaxPooling1D", "GlobalMaxPooling1D", _GLOBAL_POOLING_KEYS),
+    LayerRow(
+        "Conv1D",
+        "Conv1D",
+        (
+            Key("filters"),
+            Key("kernel_size"),
+            Key("strides"),
+            Key("padding"),
+            Key("data_format"),
+            Key("dilation_rate"),
+            Key("groups"),
+            Key("activation", "act"),
+            Key("use_bias"),
+            Key("kernel_initializer", "init"),
+            Key("bias_initializer", "init"),
+            *_none(
+                "kernel_regularizer",
+                "bias_regularizer",
+                "activity_regularizer",
+                "kernel_constraint",
+                "bias_constraint",
+            ),
+            *_none("lora_rank", write=False),  # Keras writes both only when LoRA is on
+            Key("lora_alpha", "drop"),
+        ),
+    ),
+    LayerRow(
+        "LayerNormalization",
+        "LayerNormalization",
+        (
+            Key("axis"),
+            Key("epsilon"),
+            Key("center"),
+            Key("scale"),
+            Key("rms_scaling", "fixed", False),
+            Key("beta_initializer", "init"),
+            Key("gamma_initializer", "init"),
+            *_none("beta_regularizer", "gamma_regularizer", "beta_constraint", "gamma_constraint"),
+        ),
+        read=_layer_norm_read,
+        write=_layer_norm_write,
     ),
 )
 
@@ -429,8 +539,14 @@ def row_for_layer(layer: Any) -> LayerRow:
     return row
 
 
-def layer_from_keras(spec: Any, where: str, notes: list[str], inside_wrapper: bool = False) -> Any:
+def layer_from_keras(spec: Any, where: str, notes: list[str], wrapper: str | None = None) -> Any:
     """An unbuilt fastrnn layer from a serialized Keras layer.
+
+    Args:
+        spec: the serialized layer (``class_name``, ``config`` ...).
+        where: the config path named in errors, e.g. ``config.layers[2]``.
+        notes: collects what loads approximately (warned about once by the caller).
+        wrapper: the Keras class name of the layer wrapping this one, or None.
 
     Raises:
         _ConfigError: naming ``where``: a malformed spec, a Keras class fastrnn lacks, a
@@ -485,10 +601,17 @@ def layer_from_keras(spec: Any, where: str, notes: list[str], inside_wrapper: bo
             )
         elif kind == "layer":
             if value is not None:
-                kwargs[spec_key.argument] = layer_from_keras(value, here, notes, True)
+                kwargs[spec_key.argument] = layer_from_keras(value, here, notes, row.keras)
         # "drop": accepted, no effect
+    for spec_key in row.keys:
+        if spec_key.required:
+            _require(
+                kwargs.get(spec_key.argument) is not None,
+                where,
+                f"config key {spec_key.keras!r} must hold a serialized layer",
+            )
     if row.read is not None:
-        row.read(cfg, kwargs, where, inside_wrapper)
+        row.read(cfg, kwargs, where, wrapper)
     from fastrnn.layers import LAYER_CLASSES
 
     cls = LAYER_CLASSES[row.fastrnn]
@@ -499,13 +622,14 @@ def layer_from_keras(spec: Any, where: str, notes: list[str], inside_wrapper: bo
 
 
 def layer_to_keras(
-    layer: Any, inside_wrapper: bool = False, input_shape: tuple | None = None
+    layer: Any, wrapper: str | None = None, input_shape: tuple | None = None
 ) -> dict:
     """The Keras serialization of a fastrnn layer (with ``build_config`` when built).
 
     Args:
         layer: the fastrnn layer.
-        inside_wrapper: the layer is wrapped (Bidirectional's directions).
+        wrapper: the Keras class name of the layer wrapping this one (Bidirectional's
+            directions, TimeDistributed's layer), or None.
         input_shape: the shape ``build_config`` records (default the layer's built shape);
             models pass their fixed batch size through it.
 
@@ -521,6 +645,7 @@ def layer_to_keras(
             f"Layer {layer.name!r} ({type(layer).__name__}): config keys {sorted(unknown)} have no "
             "Keras mapping in fastrnn.saving.keras_format.LAYERS."
         )
+    shape = input_shape if input_shape is not None else layer.input_shape
     out: dict[str, Any] = {}
     for key in _BASE_KEYS + row.keys:
         value = fcfg.get(key.argument)
@@ -537,16 +662,18 @@ def layer_to_keras(
             out[key.keras] = key.value
         elif key.kind == "layer":
             sub = getattr(layer, key.attribute or key.argument)
-            out[key.keras] = layer_to_keras(sub, True, input_shape)
+            sub_shape = shape
+            if shape is not None and row.child_shape is not None:
+                sub_shape = row.child_shape(tuple(shape))
+            out[key.keras] = layer_to_keras(sub, row.keras, sub_shape)
     if row.write is not None:
-        row.write(layer, out, inside_wrapper)
+        row.write(layer, out, wrapper)
     spec = {
         "module": "keras.layers",
         "class_name": row.keras,
         "config": out,
         "registered_name": None,
     }
-    shape = input_shape if input_shape is not None else layer.input_shape
     if layer.built and shape is not None:
         spec["build_config"] = {"input_shape": list(shape)}
     return spec
@@ -1109,9 +1236,32 @@ def _warn(notes: list[str], filepath: str) -> None:
         )
 
 
+def _check_nested_groups(reader: H5Reader, group_paths: list[str]) -> None:
+    """Refuses members of a layer's groups that its structure does not name.
+
+    A wrapped layer's group is named after the wrapper's attribute (``layer``), not its class,
+    so weights written for another wrapped class (``time_distributed/layer/cell`` for a config
+    wrapping a Dense) would otherwise be ignored silently.
+    """
+    names = set(group_paths)
+    for path in group_paths:
+        group = reader.group(path, required=False)
+        if group is None:
+            continue
+        allowed = {"vars"} | {q[len(path) + 1 :] for q in names if q.rpartition("/")[0] == path}
+        extra = sorted(set(reader.keys(group, path)) - allowed)
+        if extra:
+            raise reader.fail(
+                f"{path}/{extra[0]}",
+                "weights for a (wrapped) layer the config does not have",
+            )
+
+
 def _layer_expected(reader: H5Reader, layer: Any, path: str) -> tuple[list[Expected], list]:
     expected, nodes = [], []
-    for group_path, _, _owner in weight_groups(layer, path):
+    groups = weight_groups(layer, path)
+    _check_nested_groups(reader, [group_path for group_path, _, _ in groups])
+    for group_path, _, _owner in groups:
         for node_path, node in reader.vars(group_path):
             shape, dtype = reader.declare(node, node_path)
             expected.append(Expected(shape, dtype, reader.entry(node_path)))
