@@ -127,8 +127,8 @@ ensure_built() {
 step_test() {
   ensure_built
   log "CUDA tests"
-  run env FASTRNN_EXPECT_CUDA=1 python3 -m pytest -q tests/test_cuda_build.py \
-    tests/test_cuda_parity.py
+  run env FASTRNN_EXPECT_CUDA=1 FASTRNN_EXPECT_GPU=1 python3 -m pytest -q \
+    tests/test_cuda_build.py tests/test_cuda.py tests/test_parity.py -k "cuda or test_cuda"
 }
 
 step_bench() {
@@ -136,7 +136,7 @@ step_bench() {
   log "GPU benchmark -> $RESULTS_DIR/RESULTS_GPU.md"
   local extra=()
   read -r -a extra <<<"${BENCH_ARGS:-}"
-  run python3 bench/compare.py --gpu --output "$RESULTS_DIR/RESULTS_GPU.md" "${extra[@]}"
+  run python3 bench/compare_gpu.py --output "$RESULTS_DIR/RESULTS_GPU.md" "${extra[@]}"
 }
 
 main() {

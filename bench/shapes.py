@@ -1,4 +1,8 @@
-"""The one list of benchmark shapes and cells, shared by ``compare.py`` and ``test_bench_cpu.py``.
+"""The one list of benchmark shapes and cells, shared by ``compare.py``, ``compare_gpu.py``,
+``frameworks.py`` and ``test_bench_cpu.py``.
+
+Cells are described by fastrnn's own cell table (``fastrnn._cells.CellSpec``) plus the name of
+the PyTorch module that computes the same thing.
 
 Dimension legend: T steps, B batch, I input features, H units, G gates.
 """
@@ -6,6 +10,8 @@ Dimension legend: T steps, B batch, I input features, H units, G gates.
 from __future__ import annotations
 
 from typing import NamedTuple
+
+from fastrnn._cells import CELLS, CellSpec
 
 INFERENCE = "inference"
 FWD_BWD = "fwd+bwd"
@@ -20,6 +26,7 @@ class Shape(NamedTuple):
     I: int  # noqa: E741 (the dimension legend's name)
     H: int
     modes: tuple
+    group: str = "core"  # "core" (the original grid) or "tutorial" (Keras-tutorial sizes)
 
     @property
     def label(self) -> str:
@@ -27,27 +34,42 @@ class Shape(NamedTuple):
 
 
 class Cell(NamedTuple):
-    """One benchmarked cell: its fastrnn ops prefix, gate count and PyTorch module name."""
+    """One benchmarked cell: its name in the tables, fastrnn's spec and PyTorch's module."""
 
     name: str
-    op: str  # fastrnn.ops.<op>_forward / <op>_backward
-    gates: int
+    spec: CellSpec
     torch_module: str  # torch.nn.<torch_module>
 
+    @property
+    def op(self) -> str:
+        return self.spec.name  # fastrnn.ops.<op>_forward / <op>_backward
 
+    @property
+    def gates(self) -> int:
+        return self.spec.gates
+
+
+BOTH = (INFERENCE, FWD_BWD)
 SHAPES = [
     Shape("latency", 100, 1, 256, 256, (INFERENCE,)),
-    Shape("small", 50, 8, 256, 256, (INFERENCE, FWD_BWD)),
-    Shape("medium", 50, 64, 512, 512, (INFERENCE, FWD_BWD)),
-    Shape("wide", 25, 32, 1024, 1024, (INFERENCE, FWD_BWD)),
+    Shape("small", 50, 8, 256, 256, BOTH),
+    Shape("medium", 50, 64, 512, 512, BOTH),
+    Shape("wide", 25, 32, 1024, 1024, BOTH),
     Shape("tiny", 12, 1, 1, 3, (INFERENCE,)),
+    # What Keras tutorials train: the IMDB LSTM (Embedding(10000, 32) -> LSTM(32), T=200,
+    # B=128), small forecasting models, and the sizes between (H 32-128, I 8-32, B 32-128,
+    # T 50-200).
+    Shape("imdb", 200, 128, 32, 32, BOTH, "tutorial"),
+    Shape("forecast", 50, 32, 8, 64, BOTH, "tutorial"),
+    Shape("text", 200, 32, 32, 128, BOTH, "tutorial"),
+    Shape("batch128", 50, 128, 32, 128, BOTH, "tutorial"),
 ]
 
 # GRU is timed with reset_after=True (Keras 3's default), which is PyTorch's formulation.
-CELLS = [
-    Cell("rnn-tanh", "simple_rnn", 1, "RNN"),
-    Cell("lstm", "lstm", 4, "LSTM"),
-    Cell("gru", "gru", 3, "GRU"),
+CELLS_TIMED = [
+    Cell("rnn-tanh", CELLS["simple_rnn"], "RNN"),
+    Cell("lstm", CELLS["lstm"], "LSTM"),
+    Cell("gru", CELLS["gru"], "GRU"),
 ]
 
 
@@ -63,7 +85,22 @@ class Case(NamedTuple):
         return f"{self.shape.name}-{self.cell.name}-{self.mode}"
 
 
-CASES = [Case(shape, cell, mode) for shape in SHAPES for cell in CELLS for mode in shape.modes]
+CASES = [
+    Case(shape, cell, mode) for shape in SHAPES for cell in CELLS_TIMED for mode in shape.modes
+]
+CASES_BY_ID = {case.id: case for case in CASES}
+
+# Rows timed again next to other thread pools (compare.py --contention): each call after a NumPy
+# matmul, after a PyTorch op, and with another CPU-bound process running.
+CONTENTION_ROWS = [
+    "latency-rnn-tanh-inference",
+    "latency-lstm-inference",
+    "latency-gru-inference",
+    "small-lstm-inference",
+    "small-gru-fwd+bwd",
+    "imdb-lstm-fwd+bwd",
+]
+CONTENTION_MODES = ("numpy", "torch", "process")
 
 
 def forward_flops(shape: Shape, cell: Cell) -> int:
@@ -77,7 +114,7 @@ def case_flops(case: Case) -> int:
     return fwd if case.mode == INFERENCE else 3 * fwd
 
 
-# The GPU grid (compare.py --gpu, against cuDNN): every (T, B, H) below with I = H.
+# The GPU grid (compare_gpu.py, against cuDNN): every (T, B, H) below with I = H.
 GPU_HIDDEN = (256, 512, 1024, 2048)
 GPU_BATCH = (1, 4, 16, 64, 128)
 GPU_STEPS = (50, 100)
