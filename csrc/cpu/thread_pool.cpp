@@ -94,17 +94,26 @@ struct alignas(64) JobSlot {
   Range ranges[kMaxThreads];
 };
 
-// First unclaimed block of range r in phase p, or -1.
-inline int64_t claim(Range& r, int64_t p) {
+// Claims up to `chunk` unclaimed blocks of range r in phase p: returns the first one and
+// sets n to how many (0: none left).
+inline int64_t claim(Range& r, int64_t p, int64_t chunk, int64_t& n) {
   const int64_t end = (p + 1) * r.len;
   int64_t c = r.claimed.load(std::memory_order_relaxed);
   while (c < end) {
-    if (r.claimed.compare_exchange_weak(c, c + 1, std::memory_order_acq_rel,
-                                        std::memory_order_relaxed))
+    const int64_t take = std::min(chunk, end - c);
+    if (r.claimed.compare_exchange_weak(c, c + take, std::memory_order_acq_rel,
+                                        std::memory_order_relaxed)) {
+      n = take;
       return r.begin + (c - p * r.len);
+    }
   }
+  n = 0;
   return -1;
 }
+
+// Blocks claimed at a time: a quarter of a range (fewer atomics per step), at least one. A
+// thread that loses its core holds up at most that much of a step.
+inline int64_t claim_chunk(const Range& r) { return std::max<int64_t>(1, r.len / 4); }
 
 inline bool phase_done(const JobSlot& js, int64_t p) {
   for (int r = 0; r < js.nranges; ++r)
@@ -127,12 +136,14 @@ bool participate(JobSlot& js, int slot, bool caller) {
     for (int k = 0; k < js.nranges; ++k) {
       const int r = own >= 0 ? (own + k) % js.nranges : k;
       Range& range = js.ranges[r];
+      const int64_t chunk = claim_chunk(range);
       while (caller || !js.solo.load(std::memory_order_relaxed)) {
-        const int64_t b = claim(range, p);
-        if (b < 0) break;
-        js.fn(js.ctx, w, p, b);
-        range.done.fetch_add(1, std::memory_order_release);
-        ++ran;
+        int64_t n = 0;
+        const int64_t b = claim(range, p, chunk, n);
+        if (n == 0) break;
+        for (int64_t i = 0; i < n; ++i) js.fn(js.ctx, w, p, b + i);
+        range.done.fetch_add(n, std::memory_order_release);
+        ran += n;
       }
     }
     int64_t wait_start = 0;
