@@ -176,11 +176,18 @@ class _FastRNNMixin:
             "recurrent_dropout_mask": recurrent_dropout_mask,
         }
         outputs_tm, *final_states = fused(backend, self._fastrnn_recurrence(), arrays)
-        last_output = outputs_tm[-1]
-        if mask_tm is not None and self.zero_output_for_mask:
+        if mask_tm is not None:
+            # fastrnn (like Keras on torch and tensorflow) repeats the previous output at a
+            # masked step, zeros before the first unmasked one.
             processed = ops.flip(mask_tm, 0) if self.go_backwards else mask_tm
-            outputs_tm = ops.where(processed[:, :, None], outputs_tm, ops.zeros_like(outputs_tm))
-            last_output = outputs_tm[-1]
+            if self.zero_output_for_mask:
+                outputs_tm = ops.where(processed[:, :, None], outputs_tm, 0)
+            elif backend == "jax":
+                # Keras's jax backend outputs the carried state h instead: h0 before the
+                # first unmasked step (the same as the previous output afterwards).
+                started = ops.cumsum(ops.cast(processed, "int32"), axis=0) > 0
+                outputs_tm = ops.where(started[:, :, None], outputs_tm, states[0][None])
+        last_output = outputs_tm[-1]
         if self.return_sequences:
             outputs = ops.transpose(outputs_tm, (1, 0, 2))
         else:

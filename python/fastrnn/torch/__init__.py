@@ -137,10 +137,11 @@ def convert(model: nn.Module, *, strict: bool = True) -> nn.Module:
         return root
     done = {}  # id(module) -> its replacement: a module shared by two parents stays shared
     # Collect first, then replace: named_modules() must not see a changing tree.
-    targets = [
+    targets = [  # every slot (named_children() would skip a second slot of a shared module)
         (parent, name, f"{prefix}.{name}" if prefix else name, child)
         for prefix, parent in model.named_modules()
-        for name, child in parent.named_children()
+        for name, child in parent._modules.items()
+        if child is not None
     ]
     for parent, name, path, child in targets:
         if id(child) not in done:
