@@ -1,15 +1,17 @@
 """fastrnn.keras against stock Keras on the backend named by KERAS_BACKEND (tensorflow or jax).
 
-Run by ``test_keras_adapter.py::test_other_backends_in_a_subprocess`` (Keras chooses its backend
-once per process); it can also be run by hand::
+Keras chooses its backend once per process, so ``test_keras_adapter.py`` runs this module (and
+the vendored Keras tests) with pytest in a subprocess per backend; by hand::
 
-    KERAS_BACKEND=jax PYTHONPATH=python:tests python tests/_keras_backend_check.py
+    KERAS_BACKEND=jax PYTHONPATH=python python -m pytest tests/_keras_backend_check.py
+
+(the leading underscore keeps it out of the main, torch-backend, collection).
 
 Checks, each against the stock layer with the same weights: outputs and the gradients of the
 input, the initial states and every weight (eagerly and compiled: ``tf.function`` / ``jax.jit``)
 within float32 rounding of the stock float64 layer; a model with masks and Bidirectional trained
 with ``fit`` ends with the stock model's weights; ``.keras`` save and load; a one-time
-fallback warning for ``unroll=True``. Prints ``backend <name>: all checks passed``.
+fallback warning for ``unroll=True``.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def grads(layer, x, mask, states, compiled):
     return {k: np.asarray(keras.ops.convert_to_numpy(v), np.float64) for k, v in result.items()}
 
 
-def check_layers():
+def test_layers():
     rng = np.random.default_rng(0)
     x = rng.standard_normal((B, T, I)).astype("float32")
     mask = np.arange(T)[None, :] < np.array([T, 3, 1, 5, 6])[:, None]
@@ -135,7 +137,7 @@ def model(layers):
     )
 
 
-def check_fit_and_save():
+def test_fit_and_save():
     rng = np.random.default_rng(2)
     x = rng.integers(1, 20, (16, T))
     x[3, 4:] = 0
@@ -162,7 +164,7 @@ def check_fit_and_save():
     assert_close(again.predict(x, verbose=0), ours.predict(x, verbose=0), rtol=0, atol=1e-6)
 
 
-def check_fallback():
+def test_fallback_warns_once():
     x = np.random.default_rng(3).standard_normal((B, T, I)).astype("float32")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -170,10 +172,3 @@ def check_fallback():
         fk.GRU(H, unroll=True, **ZEROS)(x)
     fallbacks = [w for w in caught if issubclass(w.category, fk.FallbackWarning)]
     assert len(fallbacks) == 1 and "unroll=True" in str(fallbacks[0].message), caught
-
-
-if __name__ == "__main__":
-    check_layers()
-    check_fit_and_save()
-    check_fallback()
-    print(f"backend {BACKEND}: all checks passed")

@@ -96,11 +96,10 @@ class _FastRNNMixin:
         ):
             name = getattr(cell.recurrent_activation, "__name__", cell.recurrent_activation)
             return f"recurrent_activation {name!r}"
-        dtypes = {
-            cell.compute_dtype,
-            cell.variable_dtype,
-            keras.backend.standardize_dtype(sequences.dtype),
-        }
+        dtype = keras.backend.standardize_dtype(sequences.dtype)
+        if not dtype.startswith(("float", "bfloat")):
+            dtype = cell.compute_dtype  # integer/bool sequences: Keras promotes them too
+        dtypes = {cell.compute_dtype, cell.variable_dtype, dtype}
         if len(dtypes) != 1 or not dtypes <= set(_FLOATS):
             return f"dtypes {sorted(dtypes)} (fastrnn computes float32 or float64, all alike)"
         if training:
@@ -164,6 +163,8 @@ class _FastRNNMixin:
         mask_tm = None
         if mask is not None:
             mask_tm = ops.transpose(ops.cast(mask, "bool"), (1, 0))
+        if keras.backend.standardize_dtype(sequences.dtype) != cell.compute_dtype:
+            sequences = ops.cast(sequences, cell.compute_dtype)  # integer or bool input
         arrays = {
             "x": ops.transpose(sequences, (1, 0, 2)),
             "kernel": ops.convert_to_tensor(cell.kernel),
