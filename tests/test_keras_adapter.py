@@ -391,3 +391,27 @@ def test_other_backends_in_a_subprocess(backend):
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-3000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
     print(f"{backend}: {summary}")
+
+
+def test_convert_existing_model(tmp_path, fused_calls):
+    inputs = keras.Input((T, I))
+    h = keras.layers.Bidirectional(keras.layers.LSTM(6, return_sequences=True))(inputs)
+    h = keras.layers.GRU(5, return_sequences=True, reset_after=False)(h)
+    outputs = keras.layers.Dense(1)(keras.layers.SimpleRNN(4)(h))
+    stock = keras.Model(inputs, outputs)
+    stock.compile(optimizer="adam", loss="mse")
+    stock.save(tmp_path / "stock.keras")
+    loaded = keras.models.load_model(tmp_path / "stock.keras")
+    fast = fk.convert(loaded)
+    assert isinstance(fast.layers[1].forward_layer, fk.LSTM)
+    assert isinstance(fast.layers[1].backward_layer, fk.LSTM)
+    assert isinstance(fast.layers[2], fk.GRU) and isinstance(fast.layers[3], fk.SimpleRNN)
+    assert type(loaded.layers[2]) is keras.layers.GRU  # the original is left as it was
+    x, _ = _data(seed=14)
+    assert_close(fast.predict(x, verbose=0), stock.predict(x, verbose=0), rtol=0, atol=2e-6)
+    assert len(fused_calls) == 4
+    fast.fit(x, np.zeros((B, 1), "float32"), verbose=0)  # compiled again
+    with pytest.raises(TypeError, match="subclassed"):
+        fk.convert(_models(keras.layers)["subclassed"])
+    with pytest.raises(TypeError, match="keras.Model"):
+        fk.convert(keras.layers.LSTM(3))

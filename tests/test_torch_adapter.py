@@ -425,3 +425,13 @@ def test_no_warnings_on_the_fused_path():
         warnings.simplefilter("error")
         out, _ = ours(torch.randn(T, B, I, requires_grad=True))
         out.sum().backward()
+
+
+def test_autocast_runs_in_the_parameters_dtype():
+    _, ours = _pair("GRU")
+    x = torch.randn(T, B, I)
+    expected, _ = ours(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, h_n = ours(x.to(torch.bfloat16))  # a lower-precision input, as autocast makes
+    assert got.dtype == h_n.dtype == torch.float32
+    assert_close(got.detach().numpy(), expected.detach().numpy(), rtol=0, atol=0.05)

@@ -11,6 +11,9 @@ exactly as Keras (``unroll=True``, other activations, mixed precision, Keras's p
 dropout masks, TensorFlow/JAX on a GPU) run Keras's own implementation after a one-time
 ``FallbackWarning``.
 
+``convert(model)`` copies an existing Sequential or Functional model (a freshly loaded
+``.keras`` file, say) with fastrnn's layers in place of the stock ones and the same weights.
+
 Saving: a model with fastrnn layers is saved with the stock class names (``keras.layers.LSTM``),
 so any Keras installation loads it with its own layers; a process that imported
 ``fastrnn.keras`` loads it with fastrnn's.
@@ -42,8 +45,8 @@ except ImportError as e:  # pragma: no cover - exercised without the extra insta
 if not keras.__version__.startswith("3."):  # pragma: no cover
     raise ImportError(f"fastrnn.keras needs Keras 3, found Keras {keras.__version__}")
 
-from fastrnn.keras._layers import GRU, LSTM, FallbackWarning, SimpleRNN
+from fastrnn.keras._layers import GRU, LSTM, FallbackWarning, SimpleRNN, convert
 
-__all__ = ["GRU", "LSTM", "FallbackWarning", "SimpleRNN"]
+__all__ = ["GRU", "LSTM", "FallbackWarning", "SimpleRNN", "convert"]
 
 del keras

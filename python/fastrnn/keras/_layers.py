@@ -322,6 +322,57 @@ class GRU(_FastRNNMixin, keras.layers.GRU):
 LAYERS = (SimpleRNN, LSTM, GRU)
 
 
+def convert(model):
+    """A copy of a Keras model whose SimpleRNN / LSTM / GRU layers are fastrnn's.
+
+    Works on ``Sequential`` and Functional models (also inside ``Bidirectional`` and nested
+    models): the model's config is re-read with fastrnn's layers in place of the stock ones,
+    then the weights are copied, so the copy computes the same function. A compiled model is
+    compiled again with the same configuration (the optimizer starts afresh).
+
+    Args:
+        model: a Keras ``Sequential`` or Functional model (``keras.Model``).
+
+    Returns:
+        A new model of the same architecture and weights, running fastrnn.
+
+    Raises:
+        TypeError: ``model`` is not a Keras model, or is a subclassed model (whose architecture
+            lives in Python code: build it with ``fastrnn.keras`` layers instead).
+
+    Example:
+
+    >>> import keras, fastrnn.keras
+    >>> model = keras.models.load_model("trained.keras")  # stock layers   # doctest: +SKIP
+    >>> fast = fastrnn.keras.convert(model)                                 # doctest: +SKIP
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
+    if not type(model).__module__.startswith("keras."):  # Sequential / Functional are Keras's
+        raise TypeError(
+            f"convert() copies Sequential and Functional models; {type(model).__name__} is a "
+            "subclassed model (its architecture is Python code): build it with fastrnn.keras "
+            "layers instead"
+        )
+    names = {cls.__name__ for cls in LAYERS}
+
+    def mark(obj):  # stock entries get the registered name that resolves to fastrnn's classes
+        if isinstance(obj, dict):
+            if obj.get("module") == "keras.layers" and obj.get("class_name") in names:
+                obj["registered_name"] = obj["class_name"]
+            for value in obj.values():
+                mark(value)
+        elif isinstance(obj, (list, tuple)):
+            for value in obj:
+                mark(value)
+
+    config = keras.saving.serialize_keras_object(model)
+    mark(config)
+    converted = keras.saving.deserialize_keras_object(config)
+    converted.set_weights(model.get_weights())
+    return converted
+
+
 def _register() -> None:
     """Serialize as the stock classes and deserialize as fastrnn's while it is imported.
 
