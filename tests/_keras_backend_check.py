@@ -172,3 +172,30 @@ def test_fallback_warns_once():
         fk.GRU(H, unroll=True, **ZEROS)(x)
     fallbacks = [w for w in caught if issubclass(w.category, fk.FallbackWarning)]
     assert len(fallbacks) == 1 and "unroll=True" in str(fallbacks[0].message), caught
+
+
+def test_training_dropout_uses_keras_masks():
+    """Same seed, same draws: Keras's per-call dropout masks are the ones fastrnn applies."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((B, T, I)).astype("float32")
+    mask = np.arange(T)[None, :] < np.array([T, 3, 1, 5, 6])[:, None]
+    cases = [
+        ("SimpleRNN", {"dropout": 0.3, "recurrent_dropout": 0.4, "seed": 7}),
+        ("LSTM", {"dropout": 0.3, "seed": 7, "return_sequences": True}),
+        ("GRU", {"dropout": 0.3, "seed": 7, "go_backwards": True}),
+    ]
+    for kind, kw in cases:
+        ours = getattr(fk, kind)(H, **ZEROS, **kw)
+        stock = getattr(keras.layers, kind)(H, **ZEROS, **kw)
+        for layer in (ours, stock):
+            layer.build(x.shape)
+        weights = [0.5 * rng.standard_normal(w.shape).astype("float32") for w in ours.get_weights()]
+        ours.set_weights(weights)
+        stock.set_weights(weights)
+        before = len(CALLS)
+        got = keras.ops.convert_to_numpy(ours(x, mask=mask, training=True))
+        assert len(CALLS) > before, "the fused path did not run"
+        want = keras.ops.convert_to_numpy(stock(x, mask=mask, training=True))
+        assert_close(got, want, rtol=0, atol=5e-6, name=f"{kind} {kw}")
+        inference = keras.ops.convert_to_numpy(ours(x, mask=mask))
+        assert np.abs(inference - got).max() > 1e-3, "dropout did not apply in training"
