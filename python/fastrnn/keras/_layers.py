@@ -11,6 +11,7 @@ Dimension legend: B batch, T steps, I input features, H units.
 
 from __future__ import annotations
 
+import functools
 import warnings
 
 import keras
@@ -55,7 +56,9 @@ def _activation_names() -> dict:
 _ACTIVATIONS = _activation_names()
 
 
+@functools.cache
 def _on_gpu(backend: str) -> bool:
+    """Whether ``backend`` computes on a GPU (its device list is fixed once it is running)."""
     if backend == "tensorflow":
         import tensorflow as tf
 
