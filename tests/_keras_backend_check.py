@@ -25,8 +25,8 @@ import numpy as np
 os.environ.setdefault("KERAS_BACKEND", "jax")
 import fastrnn.keras as fk  # noqa: E402
 import keras  # noqa: E402
-from conftest import assert_close, assert_close_float32  # noqa: E402
 from fastrnn.keras import _layers  # noqa: E402
+from harness import assert_close, assert_close_float32  # noqa: E402
 
 BACKEND = keras.backend.backend()
 T, B, I, H = 7, 5, 3, 9  # noqa: E741 (the dimension legend)

@@ -25,8 +25,8 @@ if keras.backend.backend() != "torch":  # pragma: no cover - another module impo
     pytest.skip("these tests need the torch backend", allow_module_level=True)
 
 import fastrnn.keras as fk  # noqa: E402
-from conftest import assert_close, assert_close_float32  # noqa: E402
 from fastrnn.keras import _layers  # noqa: E402
+from harness import assert_close, assert_close_float32  # noqa: E402
 
 HERE = Path(__file__).parent
 T, B, I, H = 7, 5, 3, 17  # noqa: E741 (the dimension legend)

@@ -20,8 +20,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 import fastrnn.torch as ft  # noqa: E402
-from conftest import assert_close, assert_close_float32  # noqa: E402
 from fastrnn.torch._autograd import FusedRecurrence, Recurrence, bridge_for  # noqa: E402
+from harness import assert_close, assert_close_float32  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence  # noqa: E402
 
