@@ -5,8 +5,8 @@ model, reloaded from its fastrnn checkpoint, predicts what the model predicted a
 Hyperband's continued trials start from their parent's checkpoint; a seeded search is
 reproducible; bad hypermodels and objectives give keras-tuner's fatal errors with a clear message.
 
-Reproducible fits: fastrnn is seeded before each search and fits use ``shuffle=False``, because
-``Sequential.fit`` on this branch shuffles with an unseeded generator.
+Reproducible fits: fastrnn is seeded (``set_random_seed``) before each search, which seeds the
+weights and the shuffling of every fit of the search.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ keras_tuner = pytest.importorskip("keras_tuner")
 
 import fastrnn  # noqa: E402
 from fastrnn import callbacks, tuner  # noqa: E402
-from fastrnn.layers import GRU, Dense, SimpleRNN  # noqa: E402
-from fastrnn.models import Sequential  # noqa: E402
+from fastrnn.layers import GRU, Dense, Input, SimpleRNN  # noqa: E402
+from fastrnn.models import Model, Sequential  # noqa: E402
 from fastrnn.optimizers import SGD, Adam  # noqa: E402
 
 STEPS, FEATURES = 7, 2
@@ -65,7 +65,7 @@ class Recording:
 
     def on_epoch_end(self, trial, model, epoch, logs=None):
         self.logs[trial.trial_id].append(dict(logs))
-        self.preds[trial.trial_id].append(model.predict(self.probe))
+        self.preds[trial.trial_id].append(model.predict(self.probe, verbose=0))
 
 
 class RecordingRandomSearch(Recording, tuner.RandomSearch):
@@ -83,7 +83,7 @@ def _search(tmp_path, cls=RecordingRandomSearch, name="p", seed=1, fit=None, **k
         build, objective="val_loss", seed=seed, directory=str(tmp_path), project_name=name, **kwargs
     )
     search.probe = xv
-    fit = {"epochs": 4, "validation_data": (xv, yv), "verbose": 0, "shuffle": False, **(fit or {})}
+    fit = {"epochs": 4, "validation_data": (xv, yv), "verbose": 0, **(fit or {})}
     search.search(x, y, **fit)
     return search
 
@@ -122,7 +122,7 @@ def test_best_trial_best_model_and_summary(tmp_path, capsys):
     assert isinstance(model, Sequential) and model.compiled
     assert model.layers[0].units == best.hyperparameters.values["units"]
     np.testing.assert_array_equal(
-        model.predict(search.probe), search.preds[best.trial_id][best.best_step]
+        model.predict(search.probe, verbose=0), search.preds[best.trial_id][best.best_step]
     )
     _, _, xv, yv = _data()
     assert model.evaluate(xv, yv, verbose=0)[0] == pytest.approx(best.score, rel=1e-6)
@@ -131,7 +131,7 @@ def test_best_trial_best_model_and_summary(tmp_path, capsys):
     runner_up = search.get_best_models(2)[1]
     assert runner_up.layers[0].units == second.hyperparameters.values["units"]
     np.testing.assert_array_equal(
-        runner_up.predict(search.probe), search.preds[second.trial_id][second.best_step]
+        runner_up.predict(search.probe, verbose=0), search.preds[second.trial_id][second.best_step]
     )
     capsys.readouterr()
     search.results_summary(1)
@@ -168,14 +168,38 @@ def test_hyperband_continues_from_the_parent_checkpoint(tmp_path):
     best = search.oracle.get_best_trials(1)[0]
     model = search.get_best_models(1)[0]  # best_step counts the epochs this trial ran
     np.testing.assert_array_equal(
-        model.predict(search.probe), search.preds[best.trial_id][best.best_step]
+        model.predict(search.probe, verbose=0), search.preds[best.trial_id][best.best_step]
     )
 
 
+def test_functional_hypermodel(tmp_path):
+    def functional(hp):
+        inputs = Input(shape=(STEPS, FEATURES))
+        hidden = GRU(hp.Int("units", 1, 6))(inputs)
+        model = Model(inputs, Dense(1)(hidden))
+        model.compile(optimizer=Adam(hp.Choice("learning_rate", [0.01, 0.05])), loss="mse")
+        return model
+
+    x, y, xv, yv = _data()
+    fastrnn.set_random_seed(0)
+    search = RecordingRandomSearch(
+        functional, objective="val_loss", max_trials=3, seed=4, directory=str(tmp_path)
+    )
+    search.probe = xv
+    search.search(x, y, epochs=3, validation_data=(xv, yv), verbose=0)
+    best = search.oracle.get_best_trials(1)[0]
+    model = search.get_best_models(1)[0]
+    assert type(model) is Model
+    np.testing.assert_array_equal(
+        model.predict(xv, verbose=0), search.preds[best.trial_id][best.best_step]
+    )
+
+
+@pytest.mark.filterwarnings("ignore:The optimal value found for dimension")  # scikit-learn's GP
 def test_bayesian_and_grid_search(tmp_path):
     pytest.importorskip("scipy")
     x, y, xv, yv = _data()
-    fit = {"epochs": 2, "validation_data": (xv, yv), "verbose": 0, "shuffle": False}
+    fit = {"epochs": 2, "validation_data": (xv, yv), "verbose": 0}
     fastrnn.set_random_seed(0)
     bayes = tuner.BayesianOptimization(
         build,
@@ -234,6 +258,21 @@ def test_tuner_level_compile_arguments_and_objectives(tmp_path):
     assert optimizer.iterations == 0  # the tuner's optimizer is copied, never trained
     best = search.oracle.get_best_trials(1)[0]
     assert model.evaluate(xv, yv, verbose=0)[1] == pytest.approx(best.score, rel=1e-6)
+    # a compiled model: the tuner's loss replaces its loss, its metrics are kept
+    search = tuner.RandomSearch(
+        build,
+        objective="val_loss",
+        max_trials=1,
+        seed=0,
+        loss="mae",
+        directory=str(tmp_path),
+        project_name="loss",
+    )
+    search.search(x, y, epochs=1, validation_data=(xv, yv), verbose=0)
+    model = search.get_best_models(1)[0]
+    loss, mae = model.evaluate(xv, yv, verbose=0)
+    assert loss == pytest.approx(mae, rel=1e-6) and type(model.optimizer) is Adam
+    assert search.oracle.get_best_trials(1)[0].score == pytest.approx(loss, rel=1e-6)
     # executions_per_trial: the score averages the executions' best values
     built = []
 
@@ -241,7 +280,7 @@ def test_tuner_level_compile_arguments_and_objectives(tmp_path):
         built.append(1)
         return build(hp)
 
-    search = tuner.RandomSearch(
+    search = RecordingRandomSearch(
         counting,
         objective="val_loss",
         max_trials=1,
@@ -250,12 +289,17 @@ def test_tuner_level_compile_arguments_and_objectives(tmp_path):
         directory=str(tmp_path),
         project_name="executions",
     )
+    search.probe = xv
     built.clear()
     search.search(
-        x, y, epochs=2, validation_data=(xv, yv), verbose=0, callbacks=[callbacks.History()]
+        x, y, epochs=3, validation_data=(xv, yv), verbose=0, callbacks=[callbacks.History()]
     )
     assert len(built) == 2
-    assert np.isfinite(_completed(search)[0].score)
+    trial = _completed(search)[0]
+    recorded = [logs["val_loss"] for logs in search.logs[trial.trial_id]]
+    assert len(recorded) == 6  # two executions of three epochs
+    assert recorded[:3] != recorded[3:]  # fresh weights for the second execution
+    assert trial.score == pytest.approx((min(recorded[:3]) + min(recorded[3:])) / 2, rel=1e-12)
 
 
 def test_custom_run_trial_returning_history_or_float(tmp_path):
@@ -336,3 +380,29 @@ def test_missing_keras_tuner_names_the_extra():
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120
     )
     assert 'pip install "fastrnn[tuner]"' in out.stdout, out.stderr
+
+
+def test_without_tensorflow_keras_gets_its_numpy_backend(tmp_path):
+    """Keras's default backend is TensorFlow; without it (and no backend chosen) fastrnn.tuner
+    picks Keras's NumPy backend, and a search runs."""
+    code = (
+        "import sys; sys.modules['tensorflow'] = None\n"
+        "import numpy as np\n"
+        "from fastrnn import tuner, Sequential, SimpleRNN, Dense\n"
+        "import keras; print('backend', keras.config.backend())\n"
+        "def build(hp):\n"
+        "    m = Sequential([SimpleRNN(hp.Int('units', 1, 3), input_shape=(4, 1)), Dense(1)])\n"
+        "    m.compile(optimizer='adam', loss='mse'); return m\n"
+        "x = np.random.default_rng(0).normal(size=(16, 4, 1)).astype('float32')\n"
+        f"s = tuner.RandomSearch(build, objective='loss', max_trials=2, directory={str(tmp_path)!r}"
+        ")\n"
+        "s.search(x, x[:, -1], epochs=1, verbose=0)\n"
+        "best = s.get_best_models(1)[0]\n"
+        "print('trials', len(s.oracle.trials), best.predict(x, verbose=0).shape)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(PYTHONPATH=os.pathsep.join(sys.path), KERAS_HOME=str(tmp_path / "keras_home"))
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert "backend numpy" in out.stdout and "trials 2 (16, 1)" in out.stdout, out.stderr[-2000:]

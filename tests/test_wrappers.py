@@ -4,8 +4,8 @@ predictions, scores and errors with copied weights), scikit-learn's estimator ch
 searches users run: GridSearchCV (also ``n_jobs=2``, process workers), RandomizedSearchCV,
 cross_val_score and an Optuna study, on recurrent models over (N, T, F) sequences.
 
-Reproducible fits: the builders seed fastrnn (``set_random_seed``) and fits use
-``shuffle=False``, because ``Sequential.fit`` on this branch shuffles with an unseeded generator.
+Reproducible fits: the builders seed fastrnn (``set_random_seed``), which also seeds the shuffling
+of the fit that follows.
 """
 
 from __future__ import annotations
@@ -16,15 +16,15 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_unmodified, snapshot
+from harness import assert_unmodified, snapshot
 
 sklearn = pytest.importorskip("sklearn")
 os.environ["KERAS_BACKEND"] = "torch"  # only read if a test imports keras
 
 import fastrnn  # noqa: E402
 from fastrnn import wrappers  # noqa: E402
-from fastrnn.layers import GRU, Dense, SimpleRNN  # noqa: E402
-from fastrnn.models import Sequential  # noqa: E402
+from fastrnn.layers import GRU, LSTM, Concatenate, Dense, Input, SimpleRNN  # noqa: E402
+from fastrnn.models import Model, Sequential  # noqa: E402
 from fastrnn.optimizers import SGD, Adam  # noqa: E402
 from fastrnn.wrappers import SKLearnClassifier, SKLearnRegressor, SKLearnTransformer  # noqa: E402
 from sklearn.base import clone  # noqa: E402
@@ -37,7 +37,7 @@ from sklearn.model_selection import (  # noqa: E402
     cross_val_score,
 )
 
-QUIET = {"verbose": 0, "shuffle": False}
+QUIET = {"verbose": 0}
 
 
 # ---- builders (module level, so that process workers can unpickle them) ----------------------
@@ -82,7 +82,7 @@ def _labels(x, names=("cat", "dog", "emu")):
 
 # ---- scikit-learn's estimator checks -----------------------------------------------------
 def _check_estimators():
-    # Keras's own check list (its sklearn_test.py), fits seeded and unshuffled.
+    # Keras's own check list (its sklearn_test.py), with seeded builders.
     return [
         SKLearnClassifier(
             dense_model,
@@ -192,12 +192,14 @@ def test_warm_start_continues_training(rng):
         calls.append(1)
         return rnn_regressor(X, y, **kwargs)
 
-    warm = SKLearnRegressor(counting, warm_start=True, fit_kwargs={"epochs": 2, **QUIET})
+    # unshuffled: each fit draws its own shuffling generator
+    unshuffled = {"epochs": 2, "verbose": 0, "shuffle": False}
+    warm = SKLearnRegressor(counting, warm_start=True, fit_kwargs=unshuffled)
     warm.fit(x, y)
     first = warm.model_
     warm.fit(x, y)
     assert warm.model_ is first and len(calls) == 1 and warm.epoch_ == 4
-    once = SKLearnRegressor(rnn_regressor, fit_kwargs={"epochs": 4, **QUIET}).fit(x, y)
+    once = SKLearnRegressor(rnn_regressor, fit_kwargs={**unshuffled, "epochs": 4}).fit(x, y)
     # two warm-started fits of 2 epochs train exactly as one fit of 4 (optimizer state kept)
     np.testing.assert_array_equal(warm.predict(x), once.predict(x))
     assert warm.history_["loss"] == pytest.approx(once.history_["loss"], rel=1e-6)
@@ -229,6 +231,36 @@ def test_pickle_unfitted_fitted_and_with_model_instance(rng):
     np.testing.assert_array_equal(again.predict(x), est.predict(x))
     assert type(again.model_.optimizer).__name__ == "Adam"
     assert again.model_.optimizer.iterations == model.optimizer.iterations
+
+
+def functional_regressor(X, y, units=3, seed=0):
+    """Two recurrent branches over the same sequence, concatenated: a Functional model."""
+    fastrnn.set_random_seed(seed)
+    inputs = Input(shape=X.shape[1:])
+    merged = Concatenate()([SimpleRNN(units)(inputs), LSTM(2)(inputs)])
+    model = Model(inputs, Dense(y.shape[1])(merged))
+    model.compile(optimizer=Adam(0.02), loss="mse", metrics=["mae"])
+    return model
+
+
+def test_functional_models(rng):
+    x, y = _sequences(rng, n=30)
+    search = GridSearchCV(
+        SKLearnRegressor(functional_regressor, fit_kwargs={"epochs": 2, **QUIET}),
+        {"model_kwargs__units": [2, 4]},
+        cv=2,
+    ).fit(x, y)
+    best = search.best_estimator_
+    assert isinstance(best.model_, Model) and not isinstance(best.model_, Sequential)
+    assert best.model_.get_layer(index=1).units == search.best_params_["model_kwargs__units"]
+    again = pickle.loads(pickle.dumps(best))
+    np.testing.assert_array_equal(again.predict(x), best.predict(x))
+    # a compiled Functional model as the parameter: cloned with its compile arguments
+    model = functional_regressor(x, y[:, None])
+    est = SKLearnRegressor(model, fit_kwargs={"epochs": 1, **QUIET}).fit(x, y)
+    assert type(est.model_) is Model and est.model_ is not model
+    assert est.model_.get_compile_config() == model.get_compile_config()
+    assert "mae" in est.history_
 
 
 # ---- regressor ---------------------------------------------------------------------------------
@@ -387,13 +419,13 @@ def test_grid_search_n_jobs_2_equals_n_jobs_1(rng):
 def test_cross_val_score_is_r2_of_each_fold(rng):
     x, y = _sequences(rng, n=30)
     est = SKLearnRegressor(rnn_regressor, model_kwargs={"units": 4}, fit_kwargs={"epochs": 4})
-    est.set_params(fit_kwargs__verbose=0, fit_kwargs__shuffle=False)
+    est.set_params(fit_kwargs__verbose=0, fit_kwargs__batch_size=8)
     folds = KFold(3)
     scores = cross_val_score(est, x, y, cv=folds, n_jobs=2)
     expected = []
     for train, test in folds.split(x):
         model = rnn_regressor(x[train], y[train, None], units=4)
-        model.fit(x[train], y[train, None], epochs=4, **QUIET)
+        model.fit(x[train], y[train, None], epochs=4, batch_size=8, verbose=0)
         expected.append(r2_score(y[test], model.predict(x[test])[:, 0]))
     np.testing.assert_allclose(scores, expected, rtol=1e-6)
 

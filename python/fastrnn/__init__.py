@@ -44,7 +44,7 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
     __version__ = "0+unknown"
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     """``fastrnn.wrappers`` (scikit-learn) and ``fastrnn.tuner`` (keras-tuner) are imported on
     first use, so ``import fastrnn`` never imports their optional dependencies."""
     if name in ("wrappers", "tuner"):

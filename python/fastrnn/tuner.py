@@ -174,14 +174,26 @@ if keras_tuner is not None:
         def _override_compile_args(self, model: Any) -> None:
             if not (self.optimizer or self.loss or self.metrics):
                 return
-            compiled = getattr(model, "compiled", False)
-            optimizer = self.optimizer or (model.optimizer if compiled else "rmsprop")
-            if isinstance(optimizer, optimizers_module.Optimizer) and optimizer is self.optimizer:
+            optimizer = self.optimizer
+            if isinstance(optimizer, optimizers_module.Optimizer):
                 # a fresh optimizer (no slots, no step count) for every model
                 optimizer = optimizers_module.deserialize(optimizers_module.serialize(optimizer))
-            loss = self.loss or (model.loss if compiled else None)
-            metrics = self.metrics or (list(model.metrics_names) if compiled else None)
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
+            compiled = getattr(model, "compiled", False)
+            if compiled and callable(getattr(model, "get_compile_config", None)):
+                # keeps what else compile was given (loss_weights, weighted_metrics ...)
+                config = dict(model.get_compile_config())
+                for key, value in (("optimizer", optimizer), ("loss", self.loss)):
+                    if value:
+                        config[key] = value
+                if self.metrics:
+                    config["metrics"] = self.metrics
+                model.compile_from_config(config)
+                return
+            model.compile(
+                optimizer=optimizer or (model.optimizer if compiled else "rmsprop"),
+                loss=self.loss or (model.loss if compiled else None),
+                metrics=self.metrics or (list(model.metrics_names) if compiled else None),
+            )
 
         # ---- training ----------------------------------------------------------------------
         def run_trial(self, trial: Any, *args: Any, **kwargs: Any) -> list:

@@ -22,9 +22,10 @@ Beyond Keras's wrappers (which accept 2-D ``X`` only):
   warm-started fits) and ``epoch_`` counts the epochs trained;
 * ``SKLearnClassifier.predict_proba`` returns the model's outputs when they are class
   probabilities (a softmax over ``len(classes_)`` units), so probability scorers
-  (``neg_log_loss``, ``roc_auc_ovr``) work;
-* fitted and unfitted estimators pickle (``joblib``, process pools): their models travel in
-  fastrnn's own file format, not as pickled Python objects.
+  (``neg_log_loss``, ``roc_auc_ovr``) work; with two classes ``decision_function`` gives one
+  score per sample (scikit-learn's convention, so ``roc_auc`` works);
+* ``predict``, ``score`` and ``transform`` call the model's ``predict`` with ``verbose=0`` (no
+  progress bar per call inside a search).
 
 scikit-learn (>= 1.6) is an optional dependency: ``pip install "fastrnn[sklearn]"``.
 """
@@ -32,8 +33,7 @@ scikit-learn (>= 1.6) is an optional dependency: ``pip install "fastrnn[sklearn]
 from __future__ import annotations
 
 import copy
-import os
-import tempfile
+import inspect
 from typing import Any
 
 import numpy as np
@@ -90,6 +90,14 @@ def _is_model(obj: Any) -> bool:
     return not isinstance(obj, type) and all(
         callable(getattr(obj, name, None)) for name in ("fit", "predict")
     )
+
+
+def _takes_verbose(method: Any) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "verbose" or p.kind is p.VAR_KEYWORD for p in parameters)
 
 
 def _check_model(model: Any, where: str) -> None:
@@ -154,45 +162,6 @@ def _copy_model(model: Any) -> Any:
             clone.build(tuple(shape))
         clone.set_weights(model.get_weights())
     return clone
-
-
-class _PackedModel:
-    """A model in a picklable form: its ``.fastrnn`` file (built models: config, weights and
-    optimizer state) or, for a model not yet built, its class, config and compile arguments."""
-
-    def __init__(self, model: Any) -> None:
-        self.kind: str
-        self.payload: Any
-        if getattr(model, "built", False):
-            with tempfile.TemporaryDirectory() as tmp:
-                path = os.path.join(tmp, "model.fastrnn")
-                model.save(path)
-                with open(path, "rb") as f:
-                    self.kind, self.payload = "file", f.read()
-        else:
-            self.kind = "config"
-            self.payload = (type(model), model.get_config(), _compile_state(model))
-
-    def unpack(self) -> Any:
-        if self.kind == "config":
-            cls, config, compile_state = self.payload
-            model = cls.from_config(copy.deepcopy(config))
-            _apply_compile_state(model, compile_state)
-            return model
-        from fastrnn.models import load_model
-
-        with tempfile.TemporaryDirectory() as tmp:
-            path = os.path.join(tmp, "model.fastrnn")
-            with open(path, "wb") as f:
-                f.write(self.payload)
-            return load_model(path)
-
-
-def _pack(model: Any) -> Any:
-    try:
-        return _PackedModel(model)
-    except Exception:  # e.g. an unregistered custom layer: let pickle try the object itself
-        return model
 
 
 def _check_kwargs(value: Any, argument: str) -> dict:
@@ -373,6 +342,8 @@ class SKLBase(BaseEstimator):
 
         check_is_fitted(self)
         X = _validate_data(self, X, reset=False, allow_nd=True)
+        if _takes_verbose(self.model_.predict):  # no progress bar per predict/score call
+            return np.asarray(self.model_.predict(X, verbose=0))
         return np.asarray(self.model_.predict(X))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -403,26 +374,6 @@ class SKLBase(BaseEstimator):
                 )
             return y[:, 0]
         return y
-
-    # ---- pickling: models travel in fastrnn's file format -------------------------------------
-    def __getstate__(self) -> dict:
-        state = dict(super().__getstate__())
-        same = "model_" in state and state.get("model") is state["model_"]
-        for key in ("model", "model_"):
-            if _is_model(state.get(key)):
-                state[key] = _pack(state[key])
-        if same:
-            state["model_"] = "__same_as_model__"
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        state = dict(state)
-        for key in ("model", "model_"):
-            if isinstance(state.get(key), _PackedModel):
-                state[key] = state[key].unpack()
-        if isinstance(state.get("model_"), str) and state["model_"] == "__same_as_model__":
-            state["model_"] = state["model"]
-        super().__setstate__(state)
 
 
 class SKLearnRegressor(RegressorMixin, SKLBase):

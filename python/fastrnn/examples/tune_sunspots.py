@@ -207,7 +207,9 @@ def main(
         trials, best_units, best_lr, val_rmse, model = _search_sklearn(
             (x_train, y_train), space, max_trials, epochs, batch_size, seed, cv, n_jobs, verbose
         )
-    test_rmse = float(np.sqrt(np.mean((model.predict(x_test) - y_test) ** 2)) * (hi - lo))
+    test_rmse = float(
+        np.sqrt(np.mean((model.predict(x_test, verbose=0) - y_test) ** 2)) * (hi - lo)
+    )
     val_rmse *= float(hi - lo)
     trials = [(u, lr, r * float(hi - lo)) for u, lr, r in trials]
     print(f"{'units':>5}  {'learning rate':>13}  {'val RMSE':>8}")
