@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
-from fastrnn.examples import bidirectional, sunspots, text_generation
+import pytest
+from fastrnn.examples import bidirectional, sunspots, text_generation, tune_sunspots
 
 
 def test_sunspots_small(tmp_path):
@@ -23,3 +26,22 @@ def test_text_generation_small():
 def test_bidirectional_small():
     result = bidirectional.main(epochs=2, n_train=64, steps=6)
     assert 0.0 <= result["test_accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize("search", ["keras-tuner", "sklearn"])
+def test_tune_sunspots_small(search, tmp_path):
+    if search == "keras-tuner":
+        os.environ["KERAS_BACKEND"] = "torch"  # as the rest of the suite, if keras loads here
+        pytest.importorskip("keras_tuner")
+    else:
+        pytest.importorskip("sklearn")
+    result = tune_sunspots.main(
+        search=search, max_trials=3, epochs=2, units=(2, 4), cv=2, directory=str(tmp_path)
+    )
+    assert result["search"] == search and len(result["trials"]) == 3
+    for units, learning_rate, val_rmse in result["trials"]:
+        assert 2 <= units <= 4 and 1e-3 <= learning_rate <= 1e-1 and np.isfinite(val_rmse)
+    best = min(result["trials"], key=lambda t: t[2])
+    assert (result["best_units"], result["best_learning_rate"]) == best[:2]
+    assert result["val_rmse"] == pytest.approx(best[2], rel=1e-9)
+    assert 0 < result["test_rmse"] < 200  # sunspots: the series spans 0 to 190

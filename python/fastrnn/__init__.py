@@ -44,6 +44,16 @@ except _metadata.PackageNotFoundError:  # a source tree on sys.path, not install
     __version__ = "0+unknown"
 
 
+def __getattr__(name: str) -> object:
+    """``fastrnn.wrappers`` (scikit-learn) and ``fastrnn.tuner`` (keras-tuner) are imported on
+    first use, so ``import fastrnn`` never imports their optional dependencies."""
+    if name in ("wrappers", "tuner"):
+        import importlib
+
+        return importlib.import_module(f"fastrnn.{name}")
+    raise AttributeError(f"module 'fastrnn' has no attribute {name!r}")
+
+
 def set_num_threads(n: int) -> None:
     """Sets the number of threads of the CPU kernels (``0`` restores the default).
 
