@@ -43,9 +43,8 @@ void column_sums(const T* dg, index_t rows, index_t N, index_t ld, T* out, int t
   });
 }
 
-// Unit vectors per block of the backward products (dG @ R^T has one "gate"): four,
-// which fills the register tile of micro_kernel.h.
-constexpr int kBackwardUnitVectors = 4;
+// Unit vectors per block of the backward products (dG @ R^T has one "gate").
+constexpr int kBackwardUnitVectors = unit_vectors<1>();
 
 template <typename T, class Cell, typename A, typename RA>
 void backward_loop(const BackwardParams<T>& p, A act, RA ract) {

@@ -30,12 +30,11 @@
 
 namespace fastrnn::cpu::FASTRNN_ISA_NS {
 
-// Unit vectors per block of the forward product: about four vectors per panel row
-// (gates x unit vectors), so the register tile of micro_kernel.h is full for every
-// cell; GRU reset_after=False sizes it by its first product (z, r).
+// Unit vectors per block of the forward product (micro_kernel.h's unit_vectors for the
+// cell's gates); GRU reset_after=False sizes it by its first product (z, r).
 template <class Cell>
 constexpr int forward_unit_vectors() {
-  return Cell::GC >= 3 ? 1 : (Cell::GC == 2 ? 2 : 4);
+  return unit_vectors<Cell::GC>();
 }
 
 // Threads that a per-step loop over `nblk` unit blocks should use: one when a

@@ -82,6 +82,9 @@ FASTRNN_HD T exp_arith(T x) {
   const T r = (x - n * C::ln2_hi) - n * C::ln2_lo;
   static constexpr InvFactorials<T, C::degree> coef{};
   T p = coef.v[C::degree];
+  // Unrolled (a fixed, short recurrence), so that loops over exp_arith vectorize: a loop left
+  // inside them is control flow to GCC's vectorizer, and the whole cell step stays scalar.
+#pragma GCC unroll 16
   for (int k = C::degree - 1; k >= 0; --k) p = p * r + coef.v[k];
   typename C::Bits bits;
   std::memcpy(&bits, &kd, sizeof(T));
