@@ -58,7 +58,8 @@ struct ArrayView {
   std::vector<index_t> shape;
   std::vector<index_t> strides;  // in bytes; empty: C order
   DType dtype = DType::Other;
-  std::string dtype_name;  // as the array spells it, for messages
+  std::string dtype_name;  // as the array spells it, for messages (or empty: see dtype_obj)
+  py::object dtype_obj;    // the array's dtype object, named only when a message needs it
   index_t itemsize = 1;
   bool readonly = false;
 };
@@ -72,6 +73,16 @@ inline std::string shape_str(const std::vector<index_t>& shape) {
 }
 
 [[noreturn]] inline void value_error(const std::string& msg) { throw std::invalid_argument(msg); }
+
+// The dtype as the array spells it (str() of a NumPy dtype costs microseconds: only for errors).
+inline std::string dtype_text(const ArrayView& a) {
+  if (!a.dtype_name.empty() || !a.dtype_obj) return a.dtype_name;
+  std::string text = py::str(a.dtype_obj);
+  if (a.dtype == DType::Other && py::hasattr(a.dtype_obj, "isnative") &&
+      !a.dtype_obj.attr("isnative").cast<bool>())
+    text += " (non-native byte order; fastrnn.ops converts)";
+  return text;
+}
 
 inline std::string type_name(const py::handle& obj) {
   return std::string(py::str(py::type::of(obj).attr("__name__")));
@@ -133,7 +144,7 @@ inline void check_dtype_shape(const ArrayView& a, const char* name, DType dtype,
                               const std::vector<index_t>& shape) {
   if (a.dtype != dtype)
     throw py::type_error(std::string(name) + " must have dtype " + dtype_name(dtype) + ", got " +
-                         a.dtype_name);
+                         dtype_text(a));
   if (a.shape.size() != shape.size())
     value_error(std::string(name) + " must be " + std::to_string(shape.size()) + "-D with shape " +
                 shape_str(shape) + ", got shape " + shape_str(a.shape));
@@ -226,7 +237,7 @@ Inputs validate_inputs(const InputArgs& a) {
   c = parse_config(a.cell, a.activation, a.recurrent_activation, a.reset_after, a.go_backwards);
   const ArrayView xv = Adapter::view(a.x, "x");
   if (xv.dtype != DType::F32 && xv.dtype != DType::F64)
-    throw py::type_error("x must have dtype float32 or float64, got " + xv.dtype_name);
+    throw py::type_error("x must have dtype float32 or float64, got " + dtype_text(xv));
   in.dtype = xv.dtype;
   const DType dt = in.dtype;
   in.x = take<Adapter>(a.x, "x", dt, {-1, -1, -1});

@@ -38,16 +38,17 @@ struct HostArrays {
     }
     const py::dtype d = a.dtype();
     const char kind = d.kind();
-    const bool native = d.attr("isnative").cast<bool>();
+    const char order = d.byteorder();  // '=' native, '|' not applicable, '<' or '>' explicit
+    constexpr bool little = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__;
+    const bool native = order == '=' || order == '|' || (order == '<') == little;
     v.itemsize = d.itemsize();
-    v.dtype_name = std::string(py::str(d));
+    v.dtype_obj = d;
     if (kind == 'f' && native && v.itemsize == 4)
       v.dtype = DType::F32;
     else if (kind == 'f' && native && v.itemsize == 8)
       v.dtype = DType::F64;
     else if (kind == 'b' && v.itemsize == 1)
       v.dtype = DType::Bool;
-    if (kind == 'f' && !native) v.dtype_name += " (non-native byte order; fastrnn.ops converts)";
     v.readonly = !a.writeable();
     return v;
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstring>
 
 #include "fastrnn/config.h"
 #include "thread_pool.h"
@@ -55,12 +56,12 @@ void pack_gate_panels(const T* R, index_t K, index_t ld, index_t H, int g0, int 
   const index_t bw = (index_t)UB * VL, nblk = (H + bw - 1) / bw;
   run_tasks(threads, nblk, [&](const Worker&, index_t u) {
     T* o = out + u * K * gc * bw;
+    const index_t j0 = u * bw, n = std::min(bw, H - j0);  // columns of the block within H
     for (index_t k = 0; k < K; ++k)
-      for (int g = 0; g < gc; ++g)
-        for (index_t c = 0; c < bw; ++c) {
-          const index_t j = u * bw + c;
-          *o++ = j < H ? R[k * ld + (g0 + g) * H + j] : T(0);
-        }
+      for (int g = 0; g < gc; ++g, o += bw) {
+        std::memcpy(o, R + k * ld + (g0 + g) * H + j0, sizeof(T) * n);
+        std::fill(o + n, o + bw, T(0));
+      }
   });
 }
 

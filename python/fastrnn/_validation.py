@@ -16,7 +16,9 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _native(dtype: np.dtype) -> np.dtype:
-    return dtype.newbyteorder("=") if dtype.kind == "f" else dtype
+    if dtype in _FLOATS or dtype.kind != "f":  # (the common case first: no new dtype object)
+        return dtype
+    return dtype.newbyteorder("=")
 
 
 def check_activation(name, arg: str) -> None:
