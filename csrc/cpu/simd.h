@@ -74,11 +74,17 @@ void pack_transposed_panels(const T* R, index_t ld, index_t H, index_t k0, index
   const index_t bw = (index_t)UB * VL, nblk = (H + bw - 1) / bw;
   run_tasks(threads, nblk, [&](const Worker&, index_t u) {
     T* o = out + u * K * bw;
-    for (index_t k = 0; k < K; ++k)
-      for (index_t c = 0; c < bw; ++c) {
-        const index_t j = u * bw + c;
-        *o++ = j < H ? R[j * ld + k0 + k] : T(0);
+    const index_t j0 = u * bw, n = std::min(bw, H - j0);  // rows of R in the block
+    constexpr index_t kT = 16;  // k at a time: a row's 16 values read together
+    for (index_t kb = 0; kb < K; kb += kT) {
+      const index_t kn = std::min(kT, K - kb);
+      for (index_t c = 0; c < n; ++c) {
+        const T* r = R + (j0 + c) * ld + k0 + kb;
+        for (index_t kk = 0; kk < kn; ++kk) o[(kb + kk) * bw + c] = r[kk];
       }
+      for (index_t c = n; c < bw; ++c)
+        for (index_t kk = 0; kk < kn; ++kk) o[(kb + kk) * bw + c] = T(0);
+    }
   });
 }
 
