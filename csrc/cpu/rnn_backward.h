@@ -142,8 +142,7 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
             for (int l = 0; l < lanes; ++l) backward_carry_unit(Cell{}, r, j0 + l, s > 0);
             continue;
           }
-#pragma GCC ivdep
-          for (int l = 0; l < lanes; ++l) backward_unit(Cell{}, r, j0 + l, act, ract);
+          for_lanes<BW>(lanes, [&](int l) { backward_unit(Cell{}, r, j0 + l, act, ract); });
         }
       } else if (Cell::second_product && k == 1) {  // (r), GRU reset_after=False only
         if constexpr (Cell::second_product) {
@@ -153,8 +152,8 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
             const BackwardRow<T> r = row_of(b);
             const bool masked = mrow && !mrow[b];
             const T* tl = tile + b * BW;
-#pragma GCC ivdep
-            for (int l = 0; l < lanes; ++l) reset_unit(Cell{}, r, j0 + l, tl[l], masked, ract);
+            for_lanes<BW>(lanes,
+                          [&](int l) { reset_unit(Cell{}, r, j0 + l, tl[l], masked, ract); });
           }
         }
       } else {  // (b); a masked row passed its state gradients through unchanged
@@ -163,8 +162,7 @@ void backward_loop(const BackwardParams<T>& p, A act, RA ract) {
           if (mrow && !mrow[b]) continue;
           const BackwardRow<T> r = row_of(b);
           const T* tl = tile + b * BW;
-#pragma GCC ivdep
-          for (int l = 0; l < lanes; ++l) accumulate_dh(Cell{}, r, j0 + l, tl[l]);
+          for_lanes<BW>(lanes, [&](int l) { accumulate_dh(Cell{}, r, j0 + l, tl[l]); });
         }
       }
     });

@@ -70,6 +70,9 @@ void input_rows(const T* x, const T* dropout, const std::uint8_t* steps, index_t
   });
 }
 
+// Rows whose gates one step computes before finishing them (forward_loop).
+constexpr index_t kRowGroup = 8;
+
 // Rows nothing reads, per running thread: where a step has nothing to keep
 // (inference, no recurrent dropout, a cell without c), it writes here.
 constexpr int kDummyRows = 7;
@@ -185,15 +188,28 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
     T* tile = tiles + (index_t)w.slot * B * NV * VL;  // (B, NV*VL): [row][gate][unit]
     if (phase % kPhases == 0) {
       block_product<T, NV>(B, operand, H, panel + u * H * NV * VL, H, tile);
-      for (index_t b = 0; b < B; ++b) {
-        const ForwardRow<T> r = row_of(b);
-        const T* tl = tile + b * NV * VL;
-        if (!Cell::second_product && mrow && !mrow[b]) {
-          for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
-          continue;
+      // A group of rows' gates, then the rest of their step (cells.h's two stages): the
+      // gate activations of kRowGroup rows are independent work a core overlaps.
+      auto carried = [&](index_t b) { return !Cell::second_product && mrow && !mrow[b]; };
+      for (index_t b0 = 0; b0 < B; b0 += kRowGroup) {
+        const index_t b1 = std::min(B, b0 + kRowGroup);
+        for (index_t b = b0; b < b1; ++b) {
+          if (carried(b)) continue;
+          const ForwardRow<T> r = row_of(b);
+          const T* tl = tile + b * NV * VL;
+          for_lanes<BW>(lanes,
+                        [&](int l) { forward_gates(Cell{}, r, j0 + l, tl + l, BW, act, ract); });
         }
-#pragma GCC ivdep
-        for (int l = 0; l < lanes; ++l) forward_unit(Cell{}, r, j0 + l, tl + l, BW, act, ract);
+        for (index_t b = b0; b < b1; ++b) {
+          const ForwardRow<T> r = row_of(b);
+          if (carried(b)) {
+            for (int l = 0; l < lanes; ++l) carry_unit(Cell{}, r, j0 + l);
+            continue;
+          }
+          const T* tl = tile + b * NV * VL;
+          for_lanes<BW>(lanes,
+                        [&](int l) { forward_finish(Cell{}, r, j0 + l, tl + l, BW, act, ract); });
+        }
       }
     } else if constexpr (Cell::second_product) {
       // GRU reset_after=False: the candidate's product (r * hd_prev) @ R_g once every r is
@@ -206,8 +222,7 @@ void forward_loop(const ForwardParams<T>& p, A act, RA ract) {
           continue;
         }
         const T* tl = tile + b * NV2 * VL;
-#pragma GCC ivdep
-        for (int l = 0; l < lanes; ++l) forward_unit_second(Cell{}, r, j0 + l, tl[l], act);
+        for_lanes<BW>(lanes, [&](int l) { forward_unit_second(Cell{}, r, j0 + l, tl[l], act); });
       }
     }
   });

@@ -19,6 +19,21 @@ struct Simd {
   typedef T V __attribute__((vector_size(FASTRNN_VEC_BYTES)));
 };
 
+// Calls f(l) for each lane l < lanes of a unit block of BW units. A full block's trip
+// count is a compile-time constant, so its loop compiles to straight vector code with no
+// remainder handling; only the last block of an H that is not a multiple of BW takes the
+// general loop. `f` must be free of cross-lane dependences (the loops are ivdep).
+template <int BW, typename F>
+inline void for_lanes(int lanes, F&& f) {
+  if (lanes == BW) {
+#pragma GCC ivdep
+    for (int l = 0; l < BW; ++l) f(l);
+  } else {
+#pragma GCC ivdep
+    for (int l = 0; l < lanes; ++l) f(l);
+  }
+}
+
 // Carves typed buffers out of one block of memory (an arena lease, arena.h): each
 // 64-byte aligned, with a stagger between buffers so that no two share an offset
 // within a 4 KiB page. Run the same carving twice: first without memory, to learn

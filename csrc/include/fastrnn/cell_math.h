@@ -31,24 +31,35 @@ FASTRNN_HD T simple_rnn_unit_backward(A a, T h, T dh) {
 
 // ---- LSTM (Keras gate order i, f, c, o; the candidate is called g) -----------
 template <typename T>
-struct LstmUnit {
+struct LstmGates {
   T i, f, g, o;  // (2) gate activations
-  T c, a_c, h;   // (3) new cell state, (4) a(c), (5) new hidden state
 };
 
-// Mirrors reference.lstm_step_forward, equations (2)-(5); the caller has summed
-// (1) the four pre-activations.
+template <typename T>
+struct LstmState {
+  T c, a_c, h;  // (3) new cell state, (4) a(c), (5) new hidden state
+};
+
+// Mirrors reference.lstm_step_forward, equation (2); the caller has summed (1) the
+// four pre-activations.
 template <typename T, typename A, typename RA>
-FASTRNN_HD LstmUnit<T> lstm_unit_forward(A a, RA ra, T i_pre, T f_pre, T g_pre, T o_pre, T c_prev) {
-  LstmUnit<T> u;
-  u.i = activate(ra, i_pre);       // (2) i = ra(i_pre)
-  u.f = activate(ra, f_pre);       //     f = ra(f_pre)
-  u.g = activate(a, g_pre);        //     g = a(g_pre)
-  u.o = activate(ra, o_pre);       //     o = ra(o_pre)
-  u.c = u.f * c_prev + u.i * u.g;  // (3) c = f * c_prev + i * g
-  u.a_c = activate(a, u.c);        // (4) a_c = a(c)
-  u.h = u.o * u.a_c;               // (5) h = o * a_c
+FASTRNN_HD LstmGates<T> lstm_unit_gates(A a, RA ra, T i_pre, T f_pre, T g_pre, T o_pre) {
+  LstmGates<T> u;
+  u.i = activate(ra, i_pre);  // (2) i = ra(i_pre)
+  u.f = activate(ra, f_pre);  //     f = ra(f_pre)
+  u.g = activate(a, g_pre);   //     g = a(g_pre)
+  u.o = activate(ra, o_pre);  //     o = ra(o_pre)
   return u;
+}
+
+// Mirrors reference.lstm_step_forward, equations (3)-(5).
+template <typename T, typename A>
+FASTRNN_HD LstmState<T> lstm_unit_state(A a, const LstmGates<T>& u, T c_prev) {
+  LstmState<T> s;
+  s.c = u.f * c_prev + u.i * u.g;  // (3) c = f * c_prev + i * g
+  s.a_c = activate(a, s.c);        // (4) a_c = a(c)
+  s.h = u.o * s.a_c;               // (5) h = o * a_c
+  return s;
 }
 
 template <typename T>

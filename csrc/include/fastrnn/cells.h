@@ -134,65 +134,106 @@ FASTRNN_HD void write_state(const ForwardRow<T>& r, index_t j, T h) {
 }
 }  // namespace detail
 
-// One unit of one row. `acc[g * as]` is the recurrent product of gate block g
-// (hd_prev @ R) for this unit; the steps add the input projection and the biases.
+// One unit of one row, in two stages: forward_gates computes the gates that depend
+// on the products alone (their activations are independent of one another) and
+// stores them to r.gates; forward_finish reads them back and computes the rest
+// (LSTM's c and a(c), GRU's candidate, the new state). The CPU loops run the first
+// stage over a few rows before the second, so that a core overlaps the
+// activations of many units instead of waiting on one unit's chain
+// (gates -> c -> a(c) -> h); forward_unit runs both for one unit. `acc[g * as]` is
+// the recurrent product of gate block g (hd_prev @ R) for this unit; the stages add
+// the input projection and the biases.
 
-// reference.simple_rnn_step_forward (1), (2).
+// reference.simple_rnn_step_forward (1), (2): one activation is the whole step, so the
+// first stage does it all.
 template <typename T, typename A, typename RA>
-FASTRNN_HD void forward_unit(SimpleRnnCell, const ForwardRow<T>& r, index_t j, const T* acc, int as,
-                             A a, RA ra) {
+FASTRNN_HD void forward_gates(SimpleRnnCell, const ForwardRow<T>& r, index_t j, const T* acc,
+                              int as, A a, RA ra) {
   const T h = simple_rnn_unit_forward(a, r.xp[j] + r.b_in[j] + acc[0]);
   r.gates[j] = h;
   detail::write_state(r, j, h);
 }
 
-// reference.lstm_step_forward (1)-(5).
 template <typename T, typename A, typename RA>
-FASTRNN_HD void forward_unit(LstmCell, const ForwardRow<T>& r, index_t j, const T* acc, int as, A a,
-                             RA ra) {
+FASTRNN_HD void forward_finish(SimpleRnnCell, const ForwardRow<T>&, index_t, const T*, int, A, RA) {
+}
+
+// reference.lstm_step_forward (1), (2): i, f, g, o.
+template <typename T, typename A, typename RA>
+FASTRNN_HD void forward_gates(LstmCell, const ForwardRow<T>& r, index_t j, const T* acc, int as,
+                              A a, RA ra) {
   const index_t H = r.H;
-  const LstmUnit<T> u =
-      lstm_unit_forward(a, ra, r.xp[j] + r.b_in[j] + acc[0], r.xp[H + j] + r.b_in[H + j] + acc[as],
-                        r.xp[2 * H + j] + r.b_in[2 * H + j] + acc[2 * as],
-                        r.xp[3 * H + j] + r.b_in[3 * H + j] + acc[3 * as], r.c_prev[j]);
-  r.gates[j] = u.i;
-  r.gates[H + j] = u.f;
-  r.gates[2 * H + j] = u.g;
-  r.gates[3 * H + j] = u.o;
+  const LstmGates<T> g =
+      lstm_unit_gates(a, ra, r.xp[j] + r.b_in[j] + acc[0], r.xp[H + j] + r.b_in[H + j] + acc[as],
+                      r.xp[2 * H + j] + r.b_in[2 * H + j] + acc[2 * as],
+                      r.xp[3 * H + j] + r.b_in[3 * H + j] + acc[3 * as]);
+  r.gates[j] = g.i;
+  r.gates[H + j] = g.f;
+  r.gates[2 * H + j] = g.g;
+  r.gates[3 * H + j] = g.o;
+}
+
+// reference.lstm_step_forward (3)-(5).
+template <typename T, typename A, typename RA>
+FASTRNN_HD void forward_finish(LstmCell, const ForwardRow<T>& r, index_t j, const T* acc, int as,
+                               A a, RA ra) {
+  const index_t H = r.H;
+  const LstmGates<T> g{r.gates[j], r.gates[H + j], r.gates[2 * H + j], r.gates[3 * H + j]};
+  const LstmState<T> u = lstm_unit_state(a, g, r.c_prev[j]);
   r.c_next[j] = u.c;
   r.ws_cell[j] = u.c;
   r.ws_act_cell[j] = u.a_c;
   detail::write_state(r, j, u.h);
 }
 
-// reference.gru_step_forward, reset_after=True (1)-(6).
+// reference.gru_step_forward, reset_after=True (3), (4): z, r.
 template <typename T, typename A, typename RA>
-FASTRNN_HD void forward_unit(GruResetAfterCell, const ForwardRow<T>& r, index_t j, const T* acc,
-                             int as, A a, RA ra) {
+FASTRNN_HD void forward_gates(GruResetAfterCell, const ForwardRow<T>& r, index_t j, const T* acc,
+                              int as, A a, RA ra) {
   const index_t H = r.H;
   const GruGates<T> zr = gru_unit_gates(ra, r.xp[j] + r.b_in[j] + acc[0] + r.b_rec[j],
                                         r.xp[H + j] + r.b_in[H + j] + acc[as] + r.b_rec[H + j]);
-  const T rec_g = acc[2 * as] + r.b_rec[2 * H + j];
-  const GruOut<T> o =
-      gru_unit_output(a, true, zr.z, zr.r, r.xp[2 * H + j] + r.b_in[2 * H + j], rec_g, r.h_prev[j]);
   r.gates[j] = zr.z;
   r.gates[H + j] = zr.r;
+}
+
+// reference.gru_step_forward, reset_after=True (5), (6).
+template <typename T, typename A, typename RA>
+FASTRNN_HD void forward_finish(GruResetAfterCell, const ForwardRow<T>& r, index_t j, const T* acc,
+                               int as, A a, RA ra) {
+  const index_t H = r.H;
+  const T rec_g = acc[2 * as] + r.b_rec[2 * H + j];
+  const GruOut<T> o = gru_unit_output(a, true, r.gates[j], r.gates[H + j],
+                                      r.xp[2 * H + j] + r.b_in[2 * H + j], rec_g, r.h_prev[j]);
   r.gates[2 * H + j] = o.g;
   r.ws_rh[j] = rec_g;
   detail::write_state(r, j, o.h);
 }
 
-// reference.gru_step_forward, reset_after=False, first half: (1)-(3) and r * hd_prev,
-// the operand of the second product.
+// reference.gru_step_forward, reset_after=False, first half: (2), (3) ...
 template <typename T, typename A, typename RA>
-FASTRNN_HD void forward_unit(GruResetBeforeCell, const ForwardRow<T>& r, index_t j, const T* acc,
-                             int as, A a, RA ra) {
+FASTRNN_HD void forward_gates(GruResetBeforeCell, const ForwardRow<T>& r, index_t j, const T* acc,
+                              int as, A a, RA ra) {
   const index_t H = r.H;
   const GruGates<T> zr =
       gru_unit_gates(ra, r.xp[j] + r.b_in[j] + acc[0], r.xp[H + j] + r.b_in[H + j] + acc[as]);
   r.gates[j] = zr.z;
   r.gates[H + j] = zr.r;
-  r.rhd[j] = zr.r * r.hd_prev[j];
+}
+
+// ... and r * hd_prev, the operand of the second product.
+template <typename T, typename A, typename RA>
+FASTRNN_HD void forward_finish(GruResetBeforeCell, const ForwardRow<T>& r, index_t j, const T* acc,
+                               int as, A a, RA ra) {
+  r.rhd[j] = r.gates[r.H + j] * r.hd_prev[j];
+}
+
+// Both stages for one unit.
+template <class Cell, typename T, typename A, typename RA>
+FASTRNN_HD void forward_unit(Cell, const ForwardRow<T>& r, index_t j, const T* acc, int as, A a,
+                             RA ra) {
+  forward_gates(Cell{}, r, j, acc, as, a, ra);
+  forward_finish(Cell{}, r, j, acc, as, a, ra);
 }
 
 // Second half, after the second product: `acc` = ((r * hd_prev) @ R_g)_j; (4), (5).
