@@ -2,10 +2,10 @@
 // small helpers around them, apart from the step kernels.
 //
 // gemm: cuBLAS when the module is built with it (FASTRNN_HAVE_CUBLAS: CMake found
-// CUDA::cublas), else a hand-written tiled kernel. Both compute in the dtype of the call with
-// no TF32 (cuBLAS keeps CUBLAS_DEFAULT_MATH, which never uses TF32 for float32 unless asked)
-// and are deterministic (cuBLAS: the same GPU, the same results; the kernel here: a fixed
-// order that depends only on the shape).
+// CUDA::cublas) unless FASTRNN_CUDA_GEMM=own, else a hand-written tiled kernel. Both compute in the
+// dtype of the call with no TF32 (cuBLAS keeps CUBLAS_DEFAULT_MATH, which never uses TF32 for
+// float32 unless asked) and are deterministic (cuBLAS: the same GPU, the same results; the kernel
+// here: a fixed order that depends only on the shape).
 //
 // The hand-written kernel: a 64x64 output tile per block of 16x16 threads, 4x4 outputs per
 // thread (strided by 16), K in chunks of 16. Shared-memory tiles are k-major with a row
@@ -14,6 +14,8 @@
 // Long reductions (the weight gradients: K = T*B) are split over blocks (split-K): each
 // split writes its partial tile to scratch and a second kernel sums the splits in order.
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -337,10 +339,15 @@ void gemm(bool trans_a, bool trans_b, index_t M, index_t N, index_t K, const T* 
     return;
   }
 #if defined(FASTRNN_HAVE_CUBLAS)
-  cublas_gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stream);
-#else
-  tiled_gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stream);
+  // FASTRNN_CUDA_GEMM=own (read at every call) runs the hand-written kernel instead, so that
+  // a GPU machine with cuBLAS tests both.
+  const char* which = std::getenv("FASTRNN_CUDA_GEMM");
+  if (which == nullptr || std::strcmp(which, "own") != 0) {
+    cublas_gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stream);
+    return;
+  }
 #endif
+  tiled_gemm<T>(trans_a, trans_b, M, N, K, A, lda, B, ldb, C, ldc, stream);
 }
 
 template <typename T>
