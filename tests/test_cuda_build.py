@@ -6,12 +6,19 @@
   mixes host and device arrays with ``TypeError``, whichever side ``x`` is on.
 * The binding's argument checks that run before any CUDA call (type, dtype, contiguity) are
   reached with stand-in ``__cuda_array_interface__`` objects.
+* ``bench/gpu_session.sh --stub`` runs its own scripting (arguments, test selections, the
+  results file appended slice by slice) without a GPU, so the first GPU sitting meets no
+  scripting surprise.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +141,45 @@ def test_raw_binding_checks_without_gpu(case):
     out, h = FakeDeviceArray((3, 2, 5)), FakeDeviceArray((2, 5))
     with pytest.raises(exc, match=pattern):
         m.forward("simple_rnn", x, k, r, outputs=out, h_last=h)
+
+
+SESSION = Path(__file__).resolve().parent.parent / "bench" / "gpu_session.sh"
+
+
+def _session(tmp_path, *args):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    env.pop("FASTRNN_GPU_STUB", None)
+    return subprocess.run(
+        [shutil.which("bash"), str(SESSION), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=SESSION.parent.parent,
+    )
+
+
+def test_gpu_session_refuses_unknown_steps_before_running_anything(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    for bad in (["--stub", "bench:333"], ["--stub", "env", "tests"], []):
+        result = _session(tmp_path, *bad)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert "unknown step" in result.stderr or "usage" in result.stderr
+    assert not (tmp_path / "RESULTS_GPU.md").exists()
+
+
+def test_gpu_session_stub_runs_the_test_and_bench_steps(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    pytest.importorskip("torch")  # compare_gpu.py's import, even in stub mode
+    result = _session(tmp_path, "--stub", "test", "bench:256", "bench:1024")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "STUB MODE" in result.stdout
+    assert "tests collected" in result.stdout  # the parity selections collected something
+    text = (tmp_path / "RESULTS_GPU.md").read_text(encoding="utf-8")
+    # two slices, each its own section with its 60 rows (5 B x 2 T x 3 cells x 2 modes)
+    assert text.count("## H 256") == 1 and text.count("## H 1024") == 1
+    assert text.count("\n| 256 | ") == 60 and text.count("\n| 1024 | ") == 60
+    assert "STUB (not a measurement)" in text and "µs/step" in text
+    assert (tmp_path / "gpu_session.log").stat().st_size > 0
