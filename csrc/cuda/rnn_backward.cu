@@ -58,15 +58,15 @@ __global__ void backward_point_kernel(const BwdArgs<T>* __restrict__ args, index
     bwd_point_unit<Cell>(P, s, e / H, e % H);
 }
 
-// (b) (kReset false) or (r) (kReset true) of step s: uw units x 4 batch rows per block.
-template <typename T, class Cell, bool kReset>
+// (b) (kReset false) or (r) (kReset true) of step s: uw units x ROWS batch rows per block.
+template <typename T, class Cell, int ROWS, bool kReset>
 __global__ void __launch_bounds__(kStepThreads)
     backward_step_kernel(const BwdArgs<T>* __restrict__ args, index_t s, int uw) {
   FASTRNN_DYNAMIC_SMEM(smem);
   const BwdArgs<T>& P = *args;
   const index_t H = P.H, GH = Cell::G * H, t = time_of(P, s);
-  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * kRowTile;
-  const int rows = (int)min((index_t)kRowTile, P.B - b0);
+  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * ROWS;
+  const int rows = (int)min((index_t)ROWS, P.B - b0);
   const int umax = (int)min((index_t)uw, H - j0) - 1;
   // (b): A = dG_rec rows (their first GC*H columns), W(k, u) = R^T[k][j0 + u] = R[j0 + u][k].
   // (r): A = the candidate blocks of dG_in, W(k, u) = R^T[2H + k][j0 + u].
@@ -74,19 +74,16 @@ __global__ void __launch_bounds__(kStepThreads)
   const T* A = kReset ? P.dg_in + (t * P.B + b0) * GH + 2 * H : P.dg_rec + (t * P.B + b0) * GH;
   const T* W = P.Rt + (kReset ? 2 * H * H : 0) + j0;
   T *hs, *part;
-  carve_product_smem<T>(smem, K, stage_chunk<T>(), hs, part);
-  T acc[1] = {T(0)};
-  block_product<T, 1, true>(A, GH, rows, K, W, 0, H, uw, umax, stage_chunk<T>(), hs, part, acc);
-  const int tid = (int)threadIdx.x;
-  if (tid < kRowTile * uw) {
-    const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-    if (b < P.B && j < H) {
-      if constexpr (kReset)
-        bwd_reset_unit<Cell>(P, s, b, j, acc[0]);
-      else
-        bwd_rec_unit<Cell>(P, s, b, j, acc[0]);
-    }
-  }
+  carve_product_smem<T, ROWS>(smem, K, hs, part);
+  block_product<T, ROWS, 1, true>(A, GH, rows, K, W, 0, H, uw, umax, hs, part,
+                                  [&](int r, int u, const T* acc) {
+                                    const index_t b = b0 + r, j = j0 + u;
+                                    if (b >= P.B || j >= H) return;
+                                    if constexpr (kReset)
+                                      bwd_reset_unit<Cell>(P, s, b, j, acc[0]);
+                                    else
+                                      bwd_rec_unit<Cell>(P, s, b, j, acc[0]);
+                                  });
 }
 
 // dst[t] (B, H) = src of processing step s = time_of(t), times rmask, for every input time t:
@@ -133,7 +130,14 @@ void load_backward_args(void* dst, cudaStream_t st, const void* ctx) {
   FASTRNN_CUDA_CHECK_LAUNCH();
 }
 
-template <typename T, class Cell>
+template <typename K>
+void allow_smem(K kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024)
+    FASTRNN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <typename T, class Cell, int ROWS>
 void backward_steps(const void* args, cudaStream_t st, const void* ctx) {
   const auto& loop = *static_cast<const BackwardLoop<T>*>(ctx);
   const auto* a = static_cast<const BwdArgs<T>*>(args);
@@ -142,41 +146,37 @@ void backward_steps(const void* args, cudaStream_t st, const void* ctx) {
   FASTRNN_CUDA_CHECK_LAUNCH();
   for (index_t s = Tn - 1; s >= 0; --s) {
     if constexpr (Cell::second_product) {
-      backward_step_kernel<T, Cell, true>
+      backward_step_kernel<T, Cell, ROWS, true>
           <<<loop.grid, kStepThreads, loop.smem_reset, st>>>(a, s, loop.uw);
       FASTRNN_CUDA_CHECK_LAUNCH();
     }
-    backward_step_kernel<T, Cell, false>
+    backward_step_kernel<T, Cell, ROWS, false>
         <<<loop.grid, kStepThreads, loop.smem_rec, st>>>(a, s, loop.uw);
     FASTRNN_CUDA_CHECK_LAUNCH();
   }
 }
 
-template <typename K>
-void allow_smem(K kernel, std::size_t bytes) {
-  if (bytes > 48 * 1024)
-    FASTRNN_CUDA_CHECK(
-        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
-}
-
 template <typename T, class Cell>
 void standard_backward_steps(const BwdArgs<T>& a, void* scratch_args, cudaStream_t stream) {
-  const DeviceInfo& dev = current_device_info();
-  BackwardLoop<T> loop;
-  loop.args = a;
-  loop.uw = standard_units(a.H, a.B, dev.sms);
-  loop.grid =
-      dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + kRowTile - 1) / kRowTile));
-  loop.smem_rec = product_smem<T>(Cell::GC * a.H, 1, loop.uw);
-  loop.smem_reset = product_smem<T>(a.H, 1, loop.uw);
-  allow_smem(backward_step_kernel<T, Cell, false>, loop.smem_rec);
-  if constexpr (Cell::second_product)
-    allow_smem(backward_step_kernel<T, Cell, true>, loop.smem_reset);
-  std::ostringstream key;
-  key << "bwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
-      << a.B << "/" << a.H << "/" << loop.uw;
-  run_step_loop(key.str(), sizeof(BwdArgs<T>), &load_backward_args<T>, &backward_steps<T, Cell>,
-                &loop, scratch_args, stream);
+  with_rows(a.B, [&](auto rows_tag) {
+    constexpr int ROWS = decltype(rows_tag)::value;
+    const DeviceInfo& dev = current_device_info();
+    BackwardLoop<T> loop;
+    loop.args = a;
+    loop.uw = standard_units(a.H, a.B, dev.sms);
+    loop.grid =
+        dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + ROWS - 1) / ROWS));
+    loop.smem_rec = product_smem<T, ROWS>(Cell::GC * a.H, 1, loop.uw);
+    loop.smem_reset = product_smem<T, ROWS>(a.H, 1, loop.uw);
+    allow_smem(backward_step_kernel<T, Cell, ROWS, false>, loop.smem_rec);
+    if constexpr (Cell::second_product)
+      allow_smem(backward_step_kernel<T, Cell, ROWS, true>, loop.smem_reset);
+    std::ostringstream key;
+    key << "bwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
+        << a.B << "/" << a.H << "/" << loop.uw << "/" << ROWS;
+    run_step_loop(key.str(), sizeof(BwdArgs<T>), &load_backward_args<T>,
+                  &backward_steps<T, Cell, ROWS>, &loop, scratch_args, stream);
+  });
 }
 
 template <typename T, class Cell>

@@ -46,36 +46,31 @@ __global__ void fill_kernel(T* __restrict__ out, index_t n, T value) {
     out[e] = value;
 }
 
-// One step of the standard path: uw units x 4 batch rows per block (grid x: units, y: rows).
+// One step of the standard path: uw units x ROWS batch rows per block (grid x: units, y: rows).
 // kSecond: GRU reset_after=False's second product (r * hd_prev) @ R_g and the step's output.
-template <typename T, class Cell, bool kSecond>
+template <typename T, class Cell, int ROWS, bool kSecond>
 __global__ void __launch_bounds__(kStepThreads)
     forward_step_kernel(const FwdArgs<T>* __restrict__ args, index_t s, int uw) {
   FASTRNN_DYNAMIC_SMEM(smem);
   const FwdArgs<T>& P = *args;
   constexpr int GCP = kSecond ? 1 : Cell::GC;
   const index_t H = P.H, GH = Cell::G * H;
-  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * kRowTile;
-  const int rows = (int)min((index_t)kRowTile, P.B - b0);  // >= 1: the grid covers B exactly
-  const int umax = (int)min((index_t)uw, H - j0) - 1;      // >= 0: and H
+  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * ROWS;
+  const int rows = (int)min((index_t)ROWS, P.B - b0);  // >= 1: the grid covers B exactly
+  const int umax = (int)min((index_t)uw, H - j0) - 1;  // >= 0: and H
   T *hs, *part;
-  carve_product_smem<T>(smem, H, stage_chunk<T>(), hs, part);
+  carve_product_smem<T, ROWS>(smem, H, hs, part);
   const T* A = (kSecond ? P.rhd : fwd_operand(P, s)) + b0 * H;
   const T* W = P.R + (kSecond ? 2 * H : 0) + j0;  // W(g, k, u) = R[k * GH + g * H + j0 + u]
-  T acc[GCP];
-#pragma unroll
-  for (int g = 0; g < GCP; ++g) acc[g] = T(0);
-  block_product<T, GCP, true>(A, H, rows, H, W, H, GH, uw, umax, stage_chunk<T>(), hs, part, acc);
-  const int tid = (int)threadIdx.x;
-  if (tid < kRowTile * uw) {
-    const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-    if (b < P.B && j < H) {
-      if constexpr (kSecond)
-        fwd_second_unit<Cell>(P, s, b, j, acc[0]);
-      else
-        fwd_main_unit<Cell>(P, s, b, j, acc);
-    }
-  }
+  block_product<T, ROWS, GCP, true>(A, H, rows, H, W, H, GH, uw, umax, hs, part,
+                                    [&](int r, int u, const T* acc) {
+                                      const index_t b = b0 + r, j = j0 + u;
+                                      if (b >= P.B || j >= H) return;
+                                      if constexpr (kSecond)
+                                        fwd_second_unit<Cell>(P, s, b, j, acc[0]);
+                                      else
+                                        fwd_main_unit<Cell>(P, s, b, j, acc);
+                                    });
 }
 
 // The host side of one call's step loop (the ctx of run_step_loop).
@@ -87,29 +82,6 @@ struct ForwardLoop {
   std::size_t smem_main = 0, smem_second = 0;
 };
 
-template <typename T>
-void load_forward_args(void* dst, cudaStream_t st, const void* ctx) {
-  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
-  load_args_kernel<FwdArgs<T>><<<1, 1, 0, st>>>(loop.args, static_cast<FwdArgs<T>*>(dst));
-  FASTRNN_CUDA_CHECK_LAUNCH();
-}
-
-template <typename T, class Cell>
-void forward_steps(const void* args, cudaStream_t st, const void* ctx) {
-  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
-  const auto* a = static_cast<const FwdArgs<T>*>(args);
-  for (index_t s = 0; s < loop.args.T_; ++s) {
-    forward_step_kernel<T, Cell, false>
-        <<<loop.grid, kStepThreads, loop.smem_main, st>>>(a, s, loop.uw);
-    FASTRNN_CUDA_CHECK_LAUNCH();
-    if constexpr (Cell::second_product) {
-      forward_step_kernel<T, Cell, true>
-          <<<loop.grid, kStepThreads, loop.smem_second, st>>>(a, s, loop.uw);
-      FASTRNN_CUDA_CHECK_LAUNCH();
-    }
-  }
-}
-
 // Lets a kernel take more than the default 48 KB of dynamic shared memory.
 template <typename K>
 void allow_smem(K kernel, std::size_t bytes) {
@@ -118,24 +90,50 @@ void allow_smem(K kernel, std::size_t bytes) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
+template <typename T>
+void load_forward_args(void* dst, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
+  load_args_kernel<FwdArgs<T>><<<1, 1, 0, st>>>(loop.args, static_cast<FwdArgs<T>*>(dst));
+  FASTRNN_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, class Cell, int ROWS>
+void forward_steps(const void* args, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
+  const auto* a = static_cast<const FwdArgs<T>*>(args);
+  for (index_t s = 0; s < loop.args.T_; ++s) {
+    forward_step_kernel<T, Cell, ROWS, false>
+        <<<loop.grid, kStepThreads, loop.smem_main, st>>>(a, s, loop.uw);
+    FASTRNN_CUDA_CHECK_LAUNCH();
+    if constexpr (Cell::second_product) {
+      forward_step_kernel<T, Cell, ROWS, true>
+          <<<loop.grid, kStepThreads, loop.smem_second, st>>>(a, s, loop.uw);
+      FASTRNN_CUDA_CHECK_LAUNCH();
+    }
+  }
+}
+
 template <typename T, class Cell>
 void standard_forward_steps(const FwdArgs<T>& a, void* scratch_args, cudaStream_t stream) {
-  const DeviceInfo& dev = current_device_info();
-  ForwardLoop<T> loop;
-  loop.args = a;
-  loop.uw = standard_units(a.H, a.B, dev.sms);
-  loop.grid =
-      dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + kRowTile - 1) / kRowTile));
-  loop.smem_main = product_smem<T>(a.H, Cell::GC, loop.uw);
-  loop.smem_second = product_smem<T>(a.H, 1, loop.uw);
-  allow_smem(forward_step_kernel<T, Cell, false>, loop.smem_main);
-  if constexpr (Cell::second_product)
-    allow_smem(forward_step_kernel<T, Cell, true>, loop.smem_second);
-  std::ostringstream key;
-  key << "fwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
-      << a.B << "/" << a.H << "/" << loop.uw;
-  run_step_loop(key.str(), sizeof(FwdArgs<T>), &load_forward_args<T>, &forward_steps<T, Cell>,
-                &loop, scratch_args, stream);
+  with_rows(a.B, [&](auto rows_tag) {
+    constexpr int ROWS = decltype(rows_tag)::value;
+    const DeviceInfo& dev = current_device_info();
+    ForwardLoop<T> loop;
+    loop.args = a;
+    loop.uw = standard_units(a.H, a.B, dev.sms);
+    loop.grid =
+        dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + ROWS - 1) / ROWS));
+    loop.smem_main = product_smem<T, ROWS>(a.H, Cell::GC, loop.uw);
+    loop.smem_second = product_smem<T, ROWS>(a.H, 1, loop.uw);
+    allow_smem(forward_step_kernel<T, Cell, ROWS, false>, loop.smem_main);
+    if constexpr (Cell::second_product)
+      allow_smem(forward_step_kernel<T, Cell, ROWS, true>, loop.smem_second);
+    std::ostringstream key;
+    key << "fwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
+        << a.B << "/" << a.H << "/" << loop.uw << "/" << ROWS;
+    run_step_loop(key.str(), sizeof(FwdArgs<T>), &load_forward_args<T>,
+                  &forward_steps<T, Cell, ROWS>, &loop, scratch_args, stream);
+  });
 }
 
 template <typename T, class Cell>

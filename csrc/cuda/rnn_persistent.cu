@@ -42,13 +42,13 @@ __host__ __device__ std::size_t slice_bytes(index_t H, int uw) {
 
 // Shared memory of the persistent kernels: the weight slice, then block_product's buffers
 // for the longest reduction (forward H; backward GC*H) and the widest product.
-template <class Cell, typename T>
+template <class Cell, typename T, int ROWS>
 std::size_t persistent_smem(index_t H, int uw, bool backward) {
-  return slice_bytes<Cell, T>(H, uw) +
-         (backward ? product_smem<T>(Cell::GC * H, 1, uw) : product_smem<T>(H, Cell::GC, uw));
+  return slice_bytes<Cell, T>(H, uw) + (backward ? product_smem<T, ROWS>(Cell::GC * H, 1, uw)
+                                                 : product_smem<T, ROWS>(H, Cell::GC, uw));
 }
 
-template <typename T, class Cell>
+template <typename T, class Cell, int ROWS>
 __global__ void __launch_bounds__(kStepThreads)
     persistent_forward_kernel(const __grid_constant__ FwdArgs<T> P, const T* __restrict__ R,
                               int uw) {
@@ -61,7 +61,7 @@ __global__ void __launch_bounds__(kStepThreads)
   const int tid = (int)threadIdx.x;
   T* Rs = reinterpret_cast<T*>(smem);
   T *hs, *part;
-  carve_product_smem<T>(smem + slice_bytes<Cell, T>(H, uw), H, stage_chunk<T>(), hs, part);
+  carve_product_smem<T, ROWS>(smem + slice_bytes<Cell, T>(H, uw), H, hs, part);
   for (index_t e = tid; e < (index_t)G * H * uw; e += kStepThreads) {
     const index_t gk = e / uw, g = gk / H, k = gk - g * H;
     const int u = (int)(e - gk * uw);
@@ -69,36 +69,31 @@ __global__ void __launch_bounds__(kStepThreads)
   }
   // block_product begins with a block barrier: Rs is complete before anyone reads it.
   for (index_t s = 0; s < P.T_; ++s) {
-    for (index_t b0 = 0; b0 < B; b0 += kRowTile) {
-      const int rows = (int)min((index_t)kRowTile, B - b0);
-      T acc[GC];
-#pragma unroll
-      for (int g = 0; g < GC; ++g) acc[g] = T(0);
-      block_product<T, GC, false>(fwd_operand(P, s) + b0 * H, H, rows, H, Rs, H * uw, uw, uw, umax,
-                                  stage_chunk<T>(), hs, part, acc);
-      if (tid < kRowTile * uw) {
-        const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-        if (b < B && j < H) fwd_main_unit<Cell>(P, s, b, j, acc);
-      }
+    for (index_t b0 = 0; b0 < B; b0 += ROWS) {
+      const int rows = (int)min((index_t)ROWS, B - b0);
+      block_product<T, ROWS, GC, false>(fwd_operand(P, s) + b0 * H, H, rows, H, Rs, H * uw, uw, uw,
+                                        umax, hs, part, [&](int r, int u, const T* acc) {
+                                          const index_t b = b0 + r, j = j0 + u;
+                                          if (b < B && j < H) fwd_main_unit<Cell>(P, s, b, j, acc);
+                                        });
     }
     if constexpr (Cell::second_product) {
       grid.sync();  // every r * hd_prev of this step is written
-      for (index_t b0 = 0; b0 < B; b0 += kRowTile) {
-        const int rows = (int)min((index_t)kRowTile, B - b0);
-        T acc[1] = {T(0)};
-        block_product<T, 1, false>(P.rhd + b0 * H, H, rows, H, Rs + 2 * H * uw, 0, uw, uw, umax,
-                                   stage_chunk<T>(), hs, part, acc);
-        if (tid < kRowTile * uw) {
-          const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-          if (b < B && j < H) fwd_second_unit<Cell>(P, s, b, j, acc[0]);
-        }
+      for (index_t b0 = 0; b0 < B; b0 += ROWS) {
+        const int rows = (int)min((index_t)ROWS, B - b0);
+        block_product<T, ROWS, 1, false>(P.rhd + b0 * H, H, rows, H, Rs + 2 * H * uw, 0, uw, uw,
+                                         umax, hs, part, [&](int r, int u, const T* acc) {
+                                           const index_t b = b0 + r, j = j0 + u;
+                                           if (b < B && j < H)
+                                             fwd_second_unit<Cell>(P, s, b, j, acc[0]);
+                                         });
       }
     }
     grid.sync();  // every state of step s is written before step s + 1 reads it
   }
 }
 
-template <typename T, class Cell>
+template <typename T, class Cell, int ROWS>
 __global__ void __launch_bounds__(kStepThreads)
     persistent_backward_kernel(const __grid_constant__ BwdArgs<T> P, const T* __restrict__ R,
                                int uw) {
@@ -111,7 +106,7 @@ __global__ void __launch_bounds__(kStepThreads)
   const int tid = (int)threadIdx.x;
   T* Rs = reinterpret_cast<T*>(smem);
   T *hs, *part;
-  carve_product_smem<T>(smem + slice_bytes<Cell, T>(H, uw), GC * H, stage_chunk<T>(), hs, part);
+  carve_product_smem<T, ROWS>(smem + slice_bytes<Cell, T>(H, uw), GC * H, hs, part);
   // c fastest: coalesced reads of R's rows (the shared-memory writes are strided, once).
   for (index_t e = tid; e < GH * uw; e += kStepThreads) {
     const index_t u = e / GH, c = e - u * GH;
@@ -127,28 +122,25 @@ __global__ void __launch_bounds__(kStepThreads)
   for (index_t s = P.T_ - 1; s >= 0; --s) {
     const index_t t = time_of(P, s);
     if constexpr (Cell::second_product) {
-      for (index_t b0 = 0; b0 < B; b0 += kRowTile) {
-        const int rows = (int)min((index_t)kRowTile, B - b0);
-        T acc[1] = {T(0)};
-        block_product<T, 1, false>(P.dg_in + (t * B + b0) * GH + 2 * H, GH, rows, H,
-                                   Rs + 2 * H * uw, 0, uw, uw, umax, stage_chunk<T>(), hs, part,
-                                   acc);
-        if (tid < kRowTile * uw) {
-          const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-          if (b < B && j < H) bwd_reset_unit<Cell>(P, s, b, j, acc[0]);
-        }
+      for (index_t b0 = 0; b0 < B; b0 += ROWS) {
+        const int rows = (int)min((index_t)ROWS, B - b0);
+        block_product<T, ROWS, 1, false>(P.dg_in + (t * B + b0) * GH + 2 * H, GH, rows, H,
+                                         Rs + 2 * H * uw, 0, uw, uw, umax, hs, part,
+                                         [&](int r, int u, const T* acc) {
+                                           const index_t b = b0 + r, j = j0 + u;
+                                           if (b < B && j < H)
+                                             bwd_reset_unit<Cell>(P, s, b, j, acc[0]);
+                                         });
       }
       grid.sync();  // every reset-gate gradient of step s is written
     }
-    for (index_t b0 = 0; b0 < B; b0 += kRowTile) {
-      const int rows = (int)min((index_t)kRowTile, B - b0);
-      T acc[1] = {T(0)};
-      block_product<T, 1, false>(P.dg_rec + (t * B + b0) * GH, GH, rows, GC * H, Rs, 0, uw, uw,
-                                 umax, stage_chunk<T>(), hs, part, acc);
-      if (tid < kRowTile * uw) {
-        const index_t b = b0 + tid / uw, j = j0 + tid % uw;
-        if (b < B && j < H) bwd_rec_unit<Cell>(P, s, b, j, acc[0]);
-      }
+    for (index_t b0 = 0; b0 < B; b0 += ROWS) {
+      const int rows = (int)min((index_t)ROWS, B - b0);
+      block_product<T, ROWS, 1, false>(P.dg_rec + (t * B + b0) * GH, GH, rows, GC * H, Rs, 0, uw,
+                                       uw, umax, hs, part, [&](int r, int u, const T* acc) {
+                                         const index_t b = b0 + r, j = j0 + u;
+                                         if (b < B && j < H) bwd_rec_unit<Cell>(P, s, b, j, acc[0]);
+                                       });
     }
     grid.sync();  // the gate gradients of step s - 1 are written before they are read
   }
@@ -161,7 +153,7 @@ void allow_smem(K kernel, std::size_t bytes) {
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-template <typename T, class Cell>
+template <typename T, class Cell, int ROWS>
 PersistentPlan plan_for(const CellConfig& c, bool backward) {
   const DeviceInfo& dev = current_device_info();
   PersistentPlan plan;
@@ -176,7 +168,7 @@ PersistentPlan plan_for(const CellConfig& c, bool backward) {
   while (uw < 32 && (c.H + uw - 1) / uw > dev.sms) uw <<= 1;
   plan.units = uw;
   plan.blocks = (int)((c.H + uw - 1) / uw);
-  plan.smem = persistent_smem<Cell, T>(c.H, uw, backward);
+  plan.smem = persistent_smem<Cell, T, ROWS>(c.H, uw, backward);
   std::ostringstream why;
   if (plan.blocks > dev.sms) {
     why << "H=" << c.H << " needs " << plan.blocks << " blocks of 32 units, more than the "
@@ -186,13 +178,13 @@ PersistentPlan plan_for(const CellConfig& c, bool backward) {
         << plan.blocks << " blocks of " << uw << " units), the device allows "
         << dev.smem_optin / 1024 << " KB";
   } else {
-    const void* kernel = backward
-                             ? reinterpret_cast<const void*>(persistent_backward_kernel<T, Cell>)
-                             : reinterpret_cast<const void*>(persistent_forward_kernel<T, Cell>);
+    const void* kernel =
+        backward ? reinterpret_cast<const void*>(persistent_backward_kernel<T, Cell, ROWS>)
+                 : reinterpret_cast<const void*>(persistent_forward_kernel<T, Cell, ROWS>);
     if (backward)
-      allow_smem(persistent_backward_kernel<T, Cell>, plan.smem);
+      allow_smem(persistent_backward_kernel<T, Cell, ROWS>, plan.smem);
     else
-      allow_smem(persistent_forward_kernel<T, Cell>, plan.smem);
+      allow_smem(persistent_forward_kernel<T, Cell, ROWS>, plan.smem);
     int per_sm = 0;
     FASTRNN_CUDA_CHECK(
         cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, kStepThreads, plan.smem));
@@ -224,15 +216,18 @@ template <typename T>
 void persistent_forward_steps(CellId id, const FwdArgs<T>& a, const T* R,
                               const PersistentPlan& plan, cudaStream_t stream) {
   with_cell(id, [&](auto cell) {
-    using Cell = decltype(cell);
-    FwdArgs<T> args = a;
-    const T* r = R;
-    int uw = plan.units;
-    void* params[] = {&args, &r, &uw};
-    allow_smem(persistent_forward_kernel<T, Cell>, plan.smem);
-    FASTRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
-        reinterpret_cast<const void*>(persistent_forward_kernel<T, Cell>), dim3(plan.blocks),
-        dim3(kStepThreads), params, plan.smem, stream));
+    with_rows(a.B, [&](auto rows_tag) {
+      using Cell = decltype(cell);
+      constexpr int ROWS = decltype(rows_tag)::value;
+      FwdArgs<T> args = a;
+      const T* r = R;
+      int uw = plan.units;
+      void* params[] = {&args, &r, &uw};
+      allow_smem(persistent_forward_kernel<T, Cell, ROWS>, plan.smem);
+      FASTRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
+          reinterpret_cast<const void*>(persistent_forward_kernel<T, Cell, ROWS>),
+          dim3(plan.blocks), dim3(kStepThreads), params, plan.smem, stream));
+    });
   });
 }
 
@@ -240,15 +235,18 @@ template <typename T>
 void persistent_backward_steps(CellId id, const BwdArgs<T>& a, const T* R,
                                const PersistentPlan& plan, cudaStream_t stream) {
   with_cell(id, [&](auto cell) {
-    using Cell = decltype(cell);
-    BwdArgs<T> args = a;
-    const T* r = R;
-    int uw = plan.units;
-    void* params[] = {&args, &r, &uw};
-    allow_smem(persistent_backward_kernel<T, Cell>, plan.smem);
-    FASTRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
-        reinterpret_cast<const void*>(persistent_backward_kernel<T, Cell>), dim3(plan.blocks),
-        dim3(kStepThreads), params, plan.smem, stream));
+    with_rows(a.B, [&](auto rows_tag) {
+      using Cell = decltype(cell);
+      constexpr int ROWS = decltype(rows_tag)::value;
+      BwdArgs<T> args = a;
+      const T* r = R;
+      int uw = plan.units;
+      void* params[] = {&args, &r, &uw};
+      allow_smem(persistent_backward_kernel<T, Cell, ROWS>, plan.smem);
+      FASTRNN_CUDA_CHECK(cudaLaunchCooperativeKernel(
+          reinterpret_cast<const void*>(persistent_backward_kernel<T, Cell, ROWS>),
+          dim3(plan.blocks), dim3(kStepThreads), params, plan.smem, stream));
+    });
   });
 }
 
@@ -267,8 +265,13 @@ template void persistent_backward_steps<double>(CellId, const BwdArgs<double>&, 
 
 template <typename T>
 PersistentPlan persistent_plan(const CellConfig& c, bool backward) {
-  return with_cell(c.id,
-                   [&](auto cell) { return detail::plan_for<T, decltype(cell)>(c, backward); });
+  return with_cell(c.id, [&](auto cell) {
+    return detail::with_rows(c.B, [&](auto rows_tag) {
+      using Cell = decltype(cell);
+      constexpr int ROWS = decltype(rows_tag)::value;
+      return detail::plan_for<T, Cell, ROWS>(c, backward);
+    });
+  });
 }
 
 template <typename T>
@@ -289,7 +292,8 @@ std::string describe_plan(const CellConfig& c, bool backward) {
   const DeviceInfo& dev = current_device_info();
   const int uw = detail::standard_units(c.H, c.B, dev.sms);
   os << "standard: " << (c.H + uw - 1) / uw << " x "
-     << (c.B + detail::kRowTile - 1) / detail::kRowTile << " blocks x " << uw << " units per step, "
+     << (c.B + detail::rows_for_batch(c.B) - 1) / detail::rows_for_batch(c.B) << " blocks x " << uw
+     << " units x " << detail::rows_for_batch(c.B) << " rows per step, "
      << (graphs_from_env() ? "CUDA graph" : "direct launches");
   if (path_from_env() == PathChoice::Auto) {
     if (c.B > kPersistentAutoMaxBatch)

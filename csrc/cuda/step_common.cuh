@@ -7,22 +7,25 @@
 // Dimension legend: T steps, B batch, H units, G gates, GC gates of the first recurrent
 // product, GH = G*H; s processing step, t = input time of step s.
 //
-// block_product: one block of kStepThreads threads computes, for kRowTile batch rows and
-// `uw` units (a power of two <= 32), out[r][g][u] = sum_k A[r][k] * W(g, k, u).
-//   * the rows of A are staged in shared memory in chunks of `kc` k values, as hs[k][r]
-//     (one 16-byte vector of the 4 rows per k);
+// block_product: one block of kStepThreads threads computes, for ROWS (4 or 16) batch rows
+// and `uw` units (a power of two <= 32), out[r][g][u] = sum_k A[r][k] * W(g, k, u).
+//   * the rows of A are staged in shared memory in chunks of stage_chunk<T, ROWS>() k values,
+//     as hs[k][r] (16-byte vectors of 4 rows);
+//   * each weight a thread loads serves all ROWS rows (16 rows: 4x fewer weight reads than 4);
 //   * lane = u + uw * kl: the uw lanes of one k-lane read uw consecutive weights of one
 //     row k (coalesced in global memory, conflict-free in shared memory), and the warps
 //     and k-lanes split the reduction: k = ks + i * (8 * 32/uw), ks = warp * 32/uw + kl;
 //   * each thread accumulates its (row, gate) values over its k in registers, the k-lanes
 //     of a warp are summed with xor shuffles and the 8 warps through shared memory, always
 //     in the same order (deterministic, no atomics);
-//   * thread tid < kRowTile * uw ends holding the sums of row tid / uw, unit tid % uw.
+//   * then epi(r, u, sums) runs once for every (row, unit) of the tile (output o = r * uw + u in
+//     thread o % kStepThreads, the same thread at every call with the same ROWS and uw).
 #pragma once
 
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "fastrnn/cells.h"
 #include "fastrnn/params.h"
@@ -32,24 +35,43 @@ namespace fastrnn::cuda::detail {
 
 constexpr int kStepThreads = 256;
 constexpr int kStepWarps = kStepThreads / 32;
-constexpr int kRowTile = 4;  // batch rows of one product tile
 
-// k values staged per pass (32 KB of hs for float and double alike).
-template <typename T>
+// Batch rows of a product tile: 4, or 16 for larger batches (each weight read serves more
+// rows; the standard path's grid has fewer row tiles, the persistent path fewer passes).
+constexpr int kSmallRows = 4, kLargeRows = 16;
+inline int rows_for_batch(index_t B) { return B > 8 ? kLargeRows : kSmallRows; }
+
+// k values staged per pass: 32 KB of hs for either dtype and tile.
+template <typename T, int ROWS>
 __host__ __device__ constexpr int stage_chunk() {
-  return sizeof(T) == 4 ? 2048 : 1024;
+  return (sizeof(T) == 4 ? 8192 : 4096) / ROWS;
 }
 
-// Shared-memory bytes of block_product's buffers: hs (kRowTile x kc) then part
-// (kStepWarps x kRowTile x gates x uw), each 16-byte aligned.
+// Shared-memory bytes of block_product's buffers: hs (ROWS x kc) then part
+// (kStepWarps x ROWS x gates x uw), each 16-byte aligned.
 __host__ __device__ constexpr std::size_t align16(std::size_t bytes) {
   return (bytes + 15) / 16 * 16;
 }
-template <typename T>
+template <typename T, int ROWS>
 std::size_t product_smem(index_t K, int gates, int uw) {
-  const index_t kc = K < stage_chunk<T>() ? K : stage_chunk<T>();
-  return align16(sizeof(T) * kRowTile * (std::size_t)kc) +
-         align16(sizeof(T) * kStepWarps * kRowTile * (std::size_t)gates * uw);
+  const index_t kc = K < stage_chunk<T, ROWS>() ? K : stage_chunk<T, ROWS>();
+  return align16(sizeof(T) * ROWS * (std::size_t)kc) +
+         align16(sizeof(T) * kStepWarps * ROWS * (std::size_t)gates * uw);
+}
+inline std::size_t product_smem_for(std::size_t elem, index_t B, index_t K, int gates, int uw) {
+  const bool large = rows_for_batch(B) == kLargeRows;
+  if (elem == 4)
+    return large ? product_smem<float, kLargeRows>(K, gates, uw)
+                 : product_smem<float, kSmallRows>(K, gates, uw);
+  return large ? product_smem<double, kLargeRows>(K, gates, uw)
+               : product_smem<double, kSmallRows>(K, gates, uw);
+}
+
+// Calls f(std::integral_constant<int, ROWS>{}) with the tile height for batch B.
+template <typename F>
+decltype(auto) with_rows(index_t B, F&& f) {
+  if (rows_for_batch(B) == kLargeRows) return f(std::integral_constant<int, kLargeRows>{});
+  return f(std::integral_constant<int, kSmallRows>{});
 }
 
 // ---- the arguments of one call -------------------------------------------------------
@@ -236,71 +258,73 @@ __device__ __forceinline__ void bwd_rec_unit(const BwdArgs<T>& P, index_t s, ind
 }
 
 // ---- the block's recurrent product ----------------------------------------------------
-template <typename T>
-__device__ __forceinline__ void load_row_tile(const T* p, T (&a)[kRowTile]);
-
-template <>
-__device__ __forceinline__ void load_row_tile<float>(const float* p, float (&a)[kRowTile]) {
-  const float4 v = *reinterpret_cast<const float4*>(p);
-  a[0] = v.x;
-  a[1] = v.y;
-  a[2] = v.z;
-  a[3] = v.w;
+// a[0..ROWS) = p[0..ROWS) (p 16-byte aligned) as 16-byte vector loads.
+template <int ROWS>
+__device__ __forceinline__ void load_rows(const float* p, float (&a)[ROWS]) {
+#pragma unroll
+  for (int q = 0; q < ROWS / 4; ++q) {
+    const float4 v = reinterpret_cast<const float4*>(p)[q];
+    a[4 * q] = v.x;
+    a[4 * q + 1] = v.y;
+    a[4 * q + 2] = v.z;
+    a[4 * q + 3] = v.w;
+  }
 }
 
-template <>
-__device__ __forceinline__ void load_row_tile<double>(const double* p, double (&a)[kRowTile]) {
-  const double2 v0 = reinterpret_cast<const double2*>(p)[0];
-  const double2 v1 = reinterpret_cast<const double2*>(p)[1];
-  a[0] = v0.x;
-  a[1] = v0.y;
-  a[2] = v1.x;
-  a[3] = v1.y;
+template <int ROWS>
+__device__ __forceinline__ void load_rows(const double* p, double (&a)[ROWS]) {
+#pragma unroll
+  for (int q = 0; q < ROWS / 2; ++q) {
+    const double2 v = reinterpret_cast<const double2*>(p)[q];
+    a[2 * q] = v.x;
+    a[2 * q + 1] = v.y;
+  }
 }
 
-// out[g] (valid in threads tid < kRowTile * uw: row tid / uw, unit tid % uw) =
-//   sum_{k < K} A[r * lda + k] * W[g * gstride + k * kstride + min(u, umax)]
-// for the `rows` (<= kRowTile) rows of A (further rows count as zeros). A is read with
-// __ldcg (from L2: it may have been written by other blocks of this kernel before a grid
-// barrier); W from global memory (kGlobalW, read-only for the kernel's lifetime) or shared
-// memory. Every thread of the block must call it (it synchronizes the block); K >= 1.
-// hs: kRowTile * min(K, kc) elements, 16-byte aligned; part: kStepWarps*kRowTile*GCP*uw.
-template <typename T, int GCP, bool kGlobalW>
+// For the `rows` (<= ROWS) rows of A (further rows count as zeros), unit u < uw and gate
+// g < GCP:  out = sum_{k < K} A[r * lda + k] * W[g * gstride + k * kstride + min(u, umax)],
+// then epi(r, u, out) (out: the GCP sums of row r, unit u) for every r < ROWS, u < uw (the
+// caller skips rows >= B and units >= H). A is read with __ldcg (from L2: it may have been
+// written by other blocks of this kernel before a grid barrier); W from global memory
+// (kGlobalW, read-only for the kernel's lifetime) or shared memory. Every thread of the block
+// must call it (it synchronizes the block); K >= 1.
+// hs: ROWS * min(K, stage_chunk) elements, 16-byte aligned; part: kStepWarps*ROWS*GCP*uw.
+template <typename T, int ROWS, int GCP, bool kGlobalW, class Epi>
 __device__ __forceinline__ void block_product(const T* __restrict__ A, index_t lda, int rows,
                                               index_t K, const T* W, index_t gstride,
-                                              index_t kstride, int uw, int umax, int kc,
-                                              T* __restrict__ hs, T* __restrict__ part,
-                                              T (&out)[GCP]) {
+                                              index_t kstride, int uw, int umax, T* __restrict__ hs,
+                                              T* __restrict__ part, Epi&& epi) {
+  constexpr int kc = stage_chunk<T, ROWS>();
   const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int u = lane & (uw - 1), kl = lane / uw;
   const int kpw = 32 / uw;                 // k-lanes per warp
   const int ks = warp * kpw + kl;          // this thread's first k
   const int nks = kStepWarps * kpw;        // k stride
   const T* w = W + (u < umax ? u : umax);  // this thread's unit (clamped: extra units ignored)
-  T acc[kRowTile][GCP];
+  T acc[ROWS][GCP];
 #pragma unroll
-  for (int r = 0; r < kRowTile; ++r)
+  for (int r = 0; r < ROWS; ++r)
 #pragma unroll
     for (int g = 0; g < GCP; ++g) acc[r][g] = T(0);
 
   for (index_t k0 = 0; k0 < K; k0 += kc) {
     const int n = (int)(K - k0 < (index_t)kc ? K - k0 : (index_t)kc);
     __syncthreads();  // every reader of hs and part (previous chunk or call) is done
-    for (int e = tid; e < n * kRowTile; e += kStepThreads) {
+    for (int e = tid; e < n * ROWS; e += kStepThreads) {
       const int r = e / n, k = e - r * n;  // coalesced over k
-      hs[k * kRowTile + r] = r < rows ? __ldcg(A + (index_t)r * lda + k0 + k) : T(0);
+      hs[k * ROWS + r] = r < rows ? __ldcg(A + (index_t)r * lda + k0 + k) : T(0);
     }
     __syncthreads();
     const T* wk = w + k0 * kstride;
     for (int k = ks; k < n; k += nks) {
-      T a[kRowTile];
-      load_row_tile(hs + k * kRowTile, a);
+      T a[ROWS];
+      load_rows<ROWS>(hs + k * ROWS, a);
       const T* wp = wk + (index_t)k * kstride;
 #pragma unroll
       for (int g = 0; g < GCP; ++g) {
         const T wv = kGlobalW ? __ldg(wp + g * gstride) : wp[g * gstride];
 #pragma unroll
-        for (int r = 0; r < kRowTile; ++r) acc[r][g] += a[r] * wv;
+        for (int r = 0; r < ROWS; ++r) acc[r][g] += a[r] * wv;
       }
     }
   }
@@ -308,36 +332,38 @@ __device__ __forceinline__ void block_product(const T* __restrict__ A, index_t l
   // lane ends with the same, fully ordered sum.
   for (int off = uw; off < 32; off <<= 1)
 #pragma unroll
-    for (int r = 0; r < kRowTile; ++r)
+    for (int r = 0; r < ROWS; ++r)
 #pragma unroll
       for (int g = 0; g < GCP; ++g) acc[r][g] += __shfl_xor_sync(0xffffffffu, acc[r][g], off);
   if (kl == 0)
 #pragma unroll
-    for (int r = 0; r < kRowTile; ++r)
+    for (int r = 0; r < ROWS; ++r)
 #pragma unroll
-      for (int g = 0; g < GCP; ++g) part[((warp * kRowTile + r) * GCP + g) * uw + u] = acc[r][g];
+      for (int g = 0; g < GCP; ++g) part[((warp * ROWS + r) * GCP + g) * uw + u] = acc[r][g];
   __syncthreads();
-  if (tid < kRowTile * uw) {
-    const int r = tid / uw, uu = tid - r * uw;
+  for (int o = tid; o < ROWS * uw; o += kStepThreads) {
+    const int r = o / uw, uu = o - r * uw;
+    T out[GCP];
 #pragma unroll
     for (int g = 0; g < GCP; ++g) {
       T sum = T(0);
-      for (int wi = 0; wi < kStepWarps; ++wi)
-        sum += part[((wi * kRowTile + r) * GCP + g) * uw + uu];
+      for (int wi = 0; wi < kStepWarps; ++wi) sum += part[((wi * ROWS + r) * GCP + g) * uw + uu];
       out[g] = sum;
     }
+    epi(r, uu, out);
   }
 }
 
 // The dynamic shared memory of a kernel, 16-byte aligned.
 #define FASTRNN_DYNAMIC_SMEM(name) extern __shared__ __align__(16) unsigned char name[]
 
-template <typename T>
-__device__ __forceinline__ void carve_product_smem(unsigned char* base, index_t K, int kc, T*& hs,
+template <typename T, int ROWS>
+__device__ __forceinline__ void carve_product_smem(unsigned char* base, index_t K, T*& hs,
                                                    T*& part) {
+  constexpr int kc = stage_chunk<T, ROWS>();
   const index_t n = K < kc ? K : kc;
   hs = reinterpret_cast<T*>(base);
-  part = reinterpret_cast<T*>(base + align16(sizeof(T) * kRowTile * (std::size_t)n));
+  part = reinterpret_cast<T*>(base + align16(sizeof(T) * ROWS * (std::size_t)n));
 }
 
 // Copies the argument struct into device memory (the step kernels read it there).
@@ -351,7 +377,7 @@ __global__ void load_args_kernel(const Args a, Args* __restrict__ dst) {
 inline int standard_units(index_t H, index_t B, int sms) {
   int cap = 1;
   while (cap < 32 && cap < H) cap <<= 1;
-  const index_t row_tiles = (B + kRowTile - 1) / kRowTile;
+  const index_t row_tiles = (B + rows_for_batch(B) - 1) / rows_for_batch(B);
   int uw = cap;
   while (uw > 8 && ((H + uw - 1) / uw) * row_tiles < sms) uw >>= 1;
   return uw;
