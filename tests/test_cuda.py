@@ -61,10 +61,10 @@ def _raw_forward(x, k, r, **overrides):
 
 PATHS = ("standard", "persistent")
 
-# (T, B, I, H): one 4-row tile and one block of units; H a multiple of 8 over several blocks;
-# odd H over several blocks with a partial row tile; B past the automatic persistent limit (16);
-# H past the persistent path's one-block-per-SM units (a long reduction in 2 staged chunks for
-# float64's backward); a single step.
+# (T, B, I, H): one 4-row tile and one block of units; H a multiple of 8 over several blocks,
+# two 4-row tiles; odd H over several blocks in one partial 16-row tile (B > 8); B past the
+# automatic persistent limit (16), two 16-row tiles; H past the persistent path's one unit per
+# block (a long reduction in 2 staged chunks for float64's backward).
 PATH_SHAPES = [(5, 1, 7, 8), (4, 6, 33, 64), (6, 11, 9, 83), (3, 19, 5, 37), (2, 3, 6, 300)]
 
 
