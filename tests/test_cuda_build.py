@@ -6,6 +6,10 @@
   mixes host and device arrays with ``TypeError``, whichever side ``x`` is on.
 * The binding's argument checks that run before any CUDA call (type, dtype, contiguity) are
   reached with stand-in ``__cuda_array_interface__`` objects.
+* ``block_product`` (the recurrent product of both CUDA paths, ``csrc/cuda/step_common.cuh``)
+  runs on the CPU with its 256 threads as fibers (barriers and warp shuffles with CUDA's
+  semantics, random scheduling between them) against plain dot products
+  (``csrc/cuda/host_check``): its indexing, reductions and barriers are checked without a GPU.
 * ``bench/gpu_session.sh --stub`` runs its own scripting (arguments, test selections, the
   results file appended slice by slice) without a GPU, so the first GPU sitting meets no
   scripting surprise.
@@ -183,3 +187,39 @@ def test_gpu_session_stub_runs_the_test_and_bench_steps(tmp_path):
     assert text.count("\n| 256 | ") == 60 and text.count("\n| 1024 | ") == 60
     assert "STUB (not a measurement)" in text and "µs/step" in text
     assert (tmp_path / "gpu_session.log").stat().st_size > 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_block_product_on_the_cpu(tmp_path):
+    """Every (rows, gates, units per block, reduction length incl. a staged second chunk,
+    partial tiles, clamped units) of block_product in float and double, global- and
+    shared-memory weight layouts; fails on a wrong sum, a deadlock, a write out of bounds or an
+    output whose epilogue did not run exactly once."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs a C++ compiler and ucontext (Linux)")
+    exe = tmp_path / "block_product_check"
+    src = ROOT / "csrc" / "cuda" / "host_check"
+    build = subprocess.run(
+        [
+            compiler,
+            "-std=c++17",
+            "-O1",
+            "-w",
+            f"-I{src}",
+            f"-I{ROOT / 'csrc' / 'include'}",
+            f"-I{ROOT / 'csrc' / 'cuda'}",
+            str(src / "block_product_check.cpp"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every case matches" in result.stdout
