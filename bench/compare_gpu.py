@@ -3,14 +3,22 @@
 Inputs are CuPy arrays that PyTorch sees through DLPack; both run on PyTorch's current stream;
 each sample is one call between two CUDA events, started on an idle GPU; the issue's grid (H
 256/512/1024/2048, B 1/4/16/64/128, T 50/100, I = H), inference and fwd+bwd, each H/B/T/cell
-checked first like the CPU rows (bench/compare.py); TF32 is off on both sides. It needs CuPy, a
-CUDA PyTorch and ``fastrnn._cuda`` (else it says which is missing and exits 2);
-``bench/gpu_session.sh`` builds, tests and runs it on a GPU machine.
+checked first like the CPU rows (bench/compare.py); TF32 is off on both sides. Every row gives
+the total and the microseconds per time step of each side, the path fastrnn took (persistent or
+standard, from ``fastrnn._cuda.plan``) and the issue's targets that apply to it.
+
+Rows are written as they are measured: each run appends one section (its machine facts, then
+its rows one by one, then its summary) to the output, so a run cut off at a time limit still
+leaves every row it finished. ``--hidden 256`` (etc.) runs one slice of the grid; without
+``--append`` the output file is started afresh. It needs CuPy, a CUDA PyTorch and
+``fastrnn._cuda`` (else it says which is missing and exits 2); ``--stub`` needs none of them
+and writes clearly marked fake rows through the same code (for bench/gpu_session.sh --stub).
 
 Usage (from the repository root)::
 
     PYTHONPATH=python python bench/compare_gpu.py --quick
-    PYTHONPATH=python python bench/compare_gpu.py --output bench/RESULTS_GPU.md
+    PYTHONPATH=python python bench/compare_gpu.py --hidden 256 --append \
+        --output bench/RESULTS_GPU.md
 """
 
 from __future__ import annotations
@@ -38,8 +46,9 @@ GPU_GEMM_N = 4096
 GPU_DEFAULT_OUTPUT = Path(__file__).with_name("RESULTS_GPU.md")
 
 
-def gpu_shapes(quick: bool) -> list:
-    """The GPU grid: every (H, B, T) of the issue, input = hidden; ``quick`` keeps a few points."""
+def gpu_shapes(quick: bool, hidden=None, batch=None, steps=None) -> list:
+    """The GPU grid: every (H, B, T) of the issue, input = hidden; ``quick`` keeps a few points;
+    ``hidden``, ``batch`` and ``steps`` (lists, or None for all) keep a slice."""
     points = (
         shapes.GPU_QUICK
         if quick
@@ -47,6 +56,11 @@ def gpu_shapes(quick: bool) -> list:
             (T, B, H) for H in shapes.GPU_HIDDEN for B in shapes.GPU_BATCH for T in shapes.GPU_STEPS
         ]
     )
+    points = [
+        (T, B, H)
+        for T, B, H in points
+        if (not hidden or H in hidden) and (not batch or B in batch) and (not steps or T in steps)
+    ]
     return [shapes.Shape("gpu", T, B, H, H, (INFERENCE, FWD_BWD)) for T, B, H in points]
 
 
@@ -254,16 +268,32 @@ def gpu_gemm_peak(quick: bool) -> float:
     return 2 * n**3 / t / 1e9
 
 
-def gpu_targets(shape, ratio: float) -> list:
-    """``[(label, met), ...]``: the issue's GPU targets that apply to this row."""
+def gpu_targets(shape, ratio: float, persistent: bool) -> list:
+    """``[(label, met), ...]``: the issue's GPU targets that apply to this row: faster than cuDNN
+    at B <= 16 wherever the persistent path fits (``persistent``: it ran), at least 2x at B 1-4
+    with H <= 1024, and at B >= 64 within 10% of cuDNN or faster."""
     result = []
-    if shape.B <= 16:
+    if shape.B <= 16 and persistent:
         result.append((">cuDNN", ratio > 1.0))
     if shape.B <= 4 and shape.H <= 1024:
         result.append(("≥2×", ratio >= 2.0))
     if shape.B >= 64:
         result.append(("within 10%", ratio >= 1.0 / 1.1))  # fastrnn ms <= 1.1 x cuDNN ms
     return result
+
+
+def fastrnn_path(case) -> str:
+    """The path(s) fastrnn takes for this row, from ``fastrnn._cuda.plan``: the forward's, and
+    for fwd+bwd the backward's after a slash (``persistent``, ``standard``)."""
+    import importlib
+
+    ext = importlib.import_module("fastrnn._cuda")
+    shape, cell = case.shape, case.cell
+    words = []
+    for backward in (False, True) if case.mode == FWD_BWD else (False,):
+        plan = ext.plan(cell.op, shape.T, shape.B, shape.I, shape.H, "float32", True, backward)
+        words.append(plan.split(":", 1)[0])
+    return "/".join(words)
 
 
 def _cuda_version(v: int) -> str:
@@ -313,6 +343,7 @@ def gpu_info(cp) -> dict:
         "cupy": cp.__version__,
         "cupy_cuda": _cuda_version(cp.cuda.runtime.runtimeGetVersion()),
         "fastrnn_cuda": _cuda_version(ext.runtime_version()),
+        "cublas": "yes" if getattr(ext, "HAS_CUBLAS", False) else "no (own GEMM)",
         "torch": torch.__version__,
         "fastrnn": fastrnn.__version__,
         "python": platform.python_version(),
@@ -320,24 +351,76 @@ def gpu_info(cp) -> dict:
 
 
 GPU_HEADER = (
-    "| H | B | T | cell | mode | fastrnn ms | cuDNN ms | ratio | fastrnn GFLOP/s | cuDNN GFLOP/s "
-    "| % of GEMM peak | samples | target |"
+    "| H | B | T | cell | mode | fastrnn path | fastrnn ms | cuDNN ms | fastrnn µs/step "
+    "| cuDNN µs/step | ratio | fastrnn GFLOP/s | cuDNN GFLOP/s | % of GEMM peak | samples "
+    "| target |"
 )
+GPU_COLUMNS = GPU_HEADER.count("|") - 1
 
 
 def gpu_table_row(row: dict) -> str:
     case = row["case"]
     shape = case.shape
     verdict = "; ".join(f"{label} {'met' if ok else 'MISSED'}" for label, ok in row["targets"])
+    if row.get("stub"):
+        verdict = "STUB (not a measurement)"
     return (
-        f"| {shape.H} | {shape.B} | {shape.T} | {case.cell.name} | {case.mode} "
-        f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} | {row['ratio']:.2f}× "
-        f"| {row['fastrnn_gflops']:.0f} | {row['torch_gflops']:.0f} | {row['peak_pct']:.1f}% "
-        f"| {row['samples']} | {verdict or '—'} |"
+        f"| {shape.H} | {shape.B} | {shape.T} | {case.cell.name} | {case.mode} | {row['path']} "
+        f"| {row['fastrnn_ms']:.3f} | {row['torch_ms']:.3f} "
+        f"| {row['fastrnn_ms'] * 1e3 / shape.T:.1f} | {row['torch_ms'] * 1e3 / shape.T:.1f} "
+        f"| {row['ratio']:.2f}× | {row['fastrnn_gflops']:.0f} | {row['torch_gflops']:.0f} "
+        f"| {row['peak_pct']:.1f}% | {row['samples']} | {verdict or '—'} |"
     )
 
 
-def render_gpu_markdown(info: dict, run: dict, rows: list, args) -> str:
+RESULTS_TITLE = "# fastrnn GPU benchmark: fastrnn CUDA vs PyTorch cuDNN"
+
+
+def section_header(info: dict, run: dict, args) -> str:
+    """The machine facts and method of one run (one slice), in front of its table."""
+    slice_words = ", ".join(
+        f"{name} {' '.join(map(str, values))}"
+        for name, values in (("H", args.hidden), ("B", args.batch), ("T", args.steps))
+        if values
+    )
+    stub = " — STUB RUN: fake numbers, no GPU" if args.stub else ""
+    lines = [
+        f"## {slice_words or 'full grid'}{' (quick)' if args.quick else ''}{stub}",
+        "",
+        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; "
+        f"command: `{bl.command_line()}`",
+        f"- GPU: {info['gpu']} ({info['sms']} SMs, {info['memory_gib']:.0f} GiB); driver "
+        f"{info['driver']} (CUDA {info['driver_cuda']})",
+        f"- CUDA runtimes: fastrnn._cuda {info['fastrnn_cuda']} (cuBLAS: {info['cublas']}), "
+        f"PyTorch {info['torch_cuda']} (cuDNN {info['cudnn']}), CuPy {info['cupy_cuda']}",
+        f"- fastrnn {info['fastrnn']}, PyTorch {info['torch']}, CuPy {info['cupy']}, "
+        f"Python {info['python']}; float32 throughout; PyTorch precision: {run['precision']} "
+        "(no TF32 on either side)",
+        f"- float32 GEMM peak: {run['peak']:.0f} GFLOP/s, the median of a {GPU_GEMM_N}³ "
+        "`torch.mm` (TF32 off) before the rows",
+        "- Agreement check before each H/B/T/cell is timed (inference and training outputs, "
+        f"final states and every gradient, fastrnn vs cuDNN on shared weights): outputs within "
+        f"{bl.OUTPUT_RTOL:g}, gradients within {bl.GRAD_RTOL:g} (max relative difference; a "
+        "mismatch stops the run)",
+        "- Timing: inputs are CuPy arrays that PyTorch sees through DLPack (same memory); both "
+        "run on PyTorch's current stream; each sample is one call between two CUDA events, "
+        "started on an idle GPU (host launch costs count, as a caller sees them); calls "
+        "interleaved, median after warm-up; torch inference under `torch.inference_mode()`, "
+        "fwd+bwd `module(x)` + `out.backward(dy)`; fastrnn `forward(training=True)` + "
+        "`backward(ctx, dy)`; GRU `reset_after=True` (cuDNN's formulation)",
+        "- µs/step = total / T; ratio = cuDNN ms / fastrnn ms (>1: fastrnn faster); flops "
+        "`2*T*B*G*H*(I+H)` forward, 3x that for fwd+bwd; fastrnn path = `fastrnn._cuda.plan()` "
+        "(forward/backward)",
+        "- Targets: faster than cuDNN at B ≤ 16 where the persistent path runs (>cuDNN); ≥2× at "
+        "B 1–4 with H ≤ 1024 (≥2×); at B ≥ 64 fastrnn ms ≤ 1.1 × cuDNN ms (within 10%)",
+        "",
+        GPU_HEADER,
+        "|" + "---|" * GPU_COLUMNS,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def section_footer(rows: list, run: dict) -> str:
     counts = {}
     for row in rows:
         for label, ok in row["targets"]:
@@ -346,86 +429,126 @@ def render_gpu_markdown(info: dict, run: dict, rows: list, args) -> str:
     summary = ", ".join(f"{label} {met}/{total}" for label, (met, total) in counts.items())
     met = sum(m for m, _ in counts.values())
     total = sum(t for _, t in counts.values())
-    lines = [
-        "# fastrnn GPU benchmark: fastrnn CUDA vs PyTorch cuDNN",
-        "",
-        f"- Date: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}; "
-        f"the run took {run['elapsed_s']:.0f} s",
-        f"- Command: `{bl.command_line()}`",
-        f"- GPU: {info['gpu']} ({info['sms']} SMs, {info['memory_gib']:.0f} GiB); driver "
-        f"{info['driver']} (CUDA {info['driver_cuda']})",
-        f"- CUDA runtimes: fastrnn._cuda {info['fastrnn_cuda']}, PyTorch {info['torch_cuda']} "
-        f"(cuDNN {info['cudnn']}), CuPy {info['cupy_cuda']}",
-        f"- fastrnn {info['fastrnn']}, PyTorch {info['torch']}, CuPy {info['cupy']}, "
-        f"Python {info['python']}",
-        f"- float32 throughout; PyTorch precision: {run['precision']} (no TF32: fastrnn computes "
-        "in IEEE float32, and the agreement check holds both to float32 tolerances)",
-        f"- float32 GEMM peak: {run['peak']:.0f} GFLOP/s, the median of a {GPU_GEMM_N}³ "
-        "`torch.mm` (TF32 off) before the rows",
-        f"- Agreement check (before each H/B/T/cell is timed: inference and training outputs, "
-        f"final states and every gradient, fastrnn vs cuDNN on shared weights): max relative "
-        f"difference {run['worst']:.2e} (outputs tolerance {bl.OUTPUT_RTOL:g}, gradients "
-        f"{bl.GRAD_RTOL:g})",
-        f"- Timing: {'quick smoke run, ' if args.quick else ''}inputs are CuPy arrays that "
-        "PyTorch sees through DLPack (`torch.from_dlpack`, same memory); both run on PyTorch's "
-        "current stream (fastrnn under `cupy.cuda.ExternalStream`); each sample is one call "
-        "between two CUDA events, started on an idle GPU (so host launch overhead counts, as a "
-        "caller sees it); calls interleaved, median of the samples after warm-up; torch "
-        "inference under `torch.inference_mode()`; torch fwd+bwd is `module(x)` + "
-        "`out.backward(dy)` with grads on input and weights; fastrnn fwd+bwd is "
-        "`forward(training=True)` + `backward(ctx, dy)`; GRU with `reset_after=True` "
-        "(cuDNN's formulation)",
-        "- Flops: forward `2*T*B*G*H*(I+H)`, backward twice that, I = H; ratio = cuDNN ms / "
-        "fastrnn ms (>1: fastrnn faster); % of GEMM peak is fastrnn's GFLOP/s over the peak",
-        "- Targets: faster than cuDNN at B ≤ 16 (>cuDNN); ≥2× at B 1–4 with H ≤ 1024 (≥2×); "
-        "within 10% of cuDNN or faster at B ≥ 64, i.e. fastrnn ms ≤ 1.1 × cuDNN ms "
-        "(within 10%)",
-        "",
-        "## Results",
-        "",
-        GPU_HEADER,
-        "|" + "---|" * 13,
-        *(gpu_table_row(row) for row in rows),
-        "",
-        f"Targets met: {met} of {total} ({summary}).",
-        "",
-    ]
-    return "\n".join(lines)
+    return (
+        f"\n{len(rows)} rows in {run['elapsed_s']:.0f} s; targets met: {met} of {total}"
+        f"{' (' + summary + ')' if summary else ''}; max fastrnn/cuDNN relative difference "
+        f"{run['worst']:.2e}.\n\n"
+    )
+
+
+class ResultsFile:
+    """The output, written as the run goes: a section header, each row as it is measured, then
+    the summary (each write flushed and closed, so a killed run leaves what it finished)."""
+
+    def __init__(self, path: Path, append: bool):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not append or not path.exists() or not path.read_text(encoding="utf-8").strip():
+            path.write_text(RESULTS_TITLE + "\n\n", encoding="utf-8")
+
+    def write(self, text: str) -> None:
+        with self.path.open("a", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+
+
+def stub_info() -> dict:
+    return {
+        "gpu": "STUB (no GPU)",
+        "sms": 0,
+        "memory_gib": 0.0,
+        "driver": "none",
+        "driver_cuda": "none",
+        "torch_cuda": str(torch.version.cuda),
+        "cudnn": "none",
+        "cupy": "none",
+        "cupy_cuda": "none",
+        "fastrnn_cuda": "none",
+        "cublas": "none",
+        "torch": torch.__version__,
+        "fastrnn": fastrnn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def stub_row(case) -> dict:
+    """Fake, clearly marked numbers for a row: exercises the formatting and appending only."""
+    t_torch = 1e-6 * case.shape.T * (2 if case.mode == FWD_BWD else 1)
+    t_fast = 0.8 * t_torch
+    gflop = shapes.case_flops(case) / 1e9
+    return {
+        "case": case,
+        "path": "stub",
+        "fastrnn_ms": t_fast * 1e3,
+        "torch_ms": t_torch * 1e3,
+        "ratio": t_torch / t_fast,
+        "fastrnn_gflops": gflop / t_fast,
+        "torch_gflops": gflop / t_torch,
+        "peak_pct": 0.0,
+        "samples": 0,
+        "targets": [],
+        "stub": True,
+    }
 
 
 def run_gpu(args) -> int:
-    """The ``--gpu`` run: agreement check, then timed rows, then the markdown report."""
-    cp, reason = import_gpu()
-    if cp is None:
-        print(f"--gpu: cannot run the GPU comparison: {reason}", file=sys.stderr)
-        return 2
+    """Agreement check, then timed rows, each appended to the output as it is measured."""
     t_start = time.perf_counter()
     output = args.output if args.output is not None else GPU_DEFAULT_OUTPUT
-    run = {"precision": set_torch_gpu_precision(), "worst": 0.0}
+    points = gpu_shapes(args.quick, args.hidden, args.batch, args.steps)
+    if not points:
+        print("no shape of the grid matches --hidden/--batch/--steps", file=sys.stderr)
+        return 2
+    rows = []
+    run = {"worst": 0.0, "elapsed_s": 0.0}
+    if args.stub:
+        run.update(precision="stub", peak=0.0)
+        results = ResultsFile(output, args.append)
+        results.write(section_header(stub_info(), run, args))
+        for shape in points:
+            for cell in shapes.CELLS_TIMED:
+                for mode in shape.modes:
+                    row = stub_row(shapes.Case(shape, cell, mode))
+                    rows.append(row)
+                    results.write(gpu_table_row(row) + "\n")
+        run["elapsed_s"] = time.perf_counter() - t_start
+        results.write(section_footer(rows, run))
+        print(f"stub: wrote {len(rows)} fake rows to {output}")
+        return 0
+
+    cp, reason = import_gpu()
+    if cp is None:
+        print(f"cannot run the GPU comparison: {reason}", file=sys.stderr)
+        return 2
+    run["precision"] = set_torch_gpu_precision()
     info = gpu_info(cp)
     print(
         f"GPU {info['gpu']}; driver {info['driver']}; fastrnn._cuda CUDA {info['fastrnn_cuda']}, "
         f"PyTorch CUDA {info['torch_cuda']}, cuDNN {info['cudnn']}; {run['precision']}",
         flush=True,
     )
-    plan, rows = GpuTiming(args.quick), []
+    plan = GpuTiming(args.quick)
+    results = None
     # fastrnn enqueues on CuPy's current stream: make it torch's, so the events time both.
     with cp.cuda.ExternalStream(torch.cuda.current_stream().cuda_stream):
         run["peak"] = gpu_gemm_peak(args.quick)
         print(f"float32 GEMM peak {run['peak']:.0f} GFLOP/s", flush=True)
+        results = ResultsFile(output, args.append)
+        results.write(section_header(info, run, args))
         print(GPU_HEADER, flush=True)
-        for shape in gpu_shapes(args.quick):
+        for shape in points:
             for cell in shapes.CELLS_TIMED:
                 gp = make_gpu_problem(shape, cell, cp)
                 for name, err, tol in check_agreement_gpu(shape, cell, gp):
                     run["worst"] = max(run["worst"], err)
                     if not err <= tol:
-                        print(
+                        message = (
                             f"MISMATCH T{shape.T} B{shape.B} H{shape.H} {cell.name}: {name} "
                             f"relative difference {err:.3e} > {tol:g}; the comparison is not "
-                            "like-for-like",
-                            file=sys.stderr,
+                            "like-for-like"
                         )
+                        print(message, file=sys.stderr)
+                        results.write(f"\n**{message}** (run stopped)\n\n")
                         return 1
                 for mode in shape.modes:
                     case = shapes.Case(shape, cell, mode)
@@ -433,8 +556,10 @@ def run_gpu(args) -> int:
                         build_gpu_callables(cell, mode, gp), plan
                     )
                     gflop = shapes.case_flops(case) / 1e9
+                    path = fastrnn_path(case)
                     row = {
                         "case": case,
+                        "path": path,
                         "fastrnn_ms": t_fast * 1e3,
                         "torch_ms": t_torch * 1e3,
                         "ratio": t_torch / t_fast,
@@ -443,22 +568,18 @@ def run_gpu(args) -> int:
                         "peak_pct": 100.0 * gflop / t_fast / run["peak"],
                         "samples": n,
                     }
-                    row["targets"] = gpu_targets(shape, row["ratio"])
+                    row["targets"] = gpu_targets(shape, row["ratio"], path.startswith("persistent"))
                     rows.append(row)
-                    print(gpu_table_row(row), flush=True)
+                    line = gpu_table_row(row)
+                    results.write(line + "\n")
+                    print(line, flush=True)
                 del gp
                 torch.cuda.synchronize()
                 cp.get_default_memory_pool().free_all_blocks()
                 torch.cuda.empty_cache()
     run["elapsed_s"] = time.perf_counter() - t_start
-    met = sum(ok for row in rows for _, ok in row["targets"])
-    total = sum(len(row["targets"]) for row in rows)
-    print(
-        f"Targets met: {met} of {total}. Max fastrnn/cuDNN relative difference "
-        f"{run['worst']:.2e}. {run['elapsed_s']:.0f} s."
-    )
-    output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_gpu_markdown(info, run, rows, args), encoding="utf-8")
+    results.write(section_footer(rows, run))
+    print(section_footer(rows, run).strip())
     print(f"wrote {output}")
     return 0
 
@@ -467,6 +588,15 @@ def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="few samples: a smoke run")
     parser.add_argument("--output", type=Path, help="default bench/RESULTS_GPU.md")
+    parser.add_argument("--hidden", type=int, nargs="+", help="keep these H of the grid")
+    parser.add_argument("--batch", type=int, nargs="+", help="keep these B of the grid")
+    parser.add_argument("--steps", type=int, nargs="+", help="keep these T of the grid")
+    parser.add_argument(
+        "--append", action="store_true", help="add a section to the output instead of starting it"
+    )
+    parser.add_argument(
+        "--stub", action="store_true", help="no GPU: fake, marked rows (tests the scripting)"
+    )
     return run_gpu(parser.parse_args(argv))
 
 

@@ -6,12 +6,23 @@
   mixes host and device arrays with ``TypeError``, whichever side ``x`` is on.
 * The binding's argument checks that run before any CUDA call (type, dtype, contiguity) are
   reached with stand-in ``__cuda_array_interface__`` objects.
+* ``block_product`` (the recurrent product of both CUDA paths, ``csrc/cuda/step_common.cuh``)
+  runs on the CPU with its 256 threads as fibers (barriers and warp shuffles with CUDA's
+  semantics, random scheduling between them) against plain dot products
+  (``csrc/cuda/host_check``): its indexing, reductions and barriers are checked without a GPU.
+* ``bench/gpu_session.sh --stub`` runs its own scripting (arguments, test selections, the
+  results file appended slice by slice) without a GPU, so the first GPU sitting meets no
+  scripting surprise.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +145,81 @@ def test_raw_binding_checks_without_gpu(case):
     out, h = FakeDeviceArray((3, 2, 5)), FakeDeviceArray((2, 5))
     with pytest.raises(exc, match=pattern):
         m.forward("simple_rnn", x, k, r, outputs=out, h_last=h)
+
+
+SESSION = Path(__file__).resolve().parent.parent / "bench" / "gpu_session.sh"
+
+
+def _session(tmp_path, *args):
+    env = dict(os.environ, OUT=str(tmp_path), PYTHON=sys.executable)
+    env.pop("FASTRNN_GPU_STUB", None)
+    return subprocess.run(
+        [shutil.which("bash"), str(SESSION), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=SESSION.parent.parent,
+    )
+
+
+def test_gpu_session_refuses_unknown_steps_before_running_anything(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    for bad in (["--stub", "bench:333"], ["--stub", "env", "tests"], []):
+        result = _session(tmp_path, *bad)
+        assert result.returncode == 2, (bad, result.stdout, result.stderr)
+        assert "unknown step" in result.stderr or "usage" in result.stderr
+    assert not (tmp_path / "RESULTS_GPU.md").exists()
+
+
+def test_gpu_session_stub_runs_the_test_and_bench_steps(tmp_path):
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    pytest.importorskip("torch")  # compare_gpu.py's import, even in stub mode
+    result = _session(tmp_path, "--stub", "test", "bench:256", "bench:1024")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "STUB MODE" in result.stdout
+    assert "tests collected" in result.stdout  # the parity selections collected something
+    text = (tmp_path / "RESULTS_GPU.md").read_text(encoding="utf-8")
+    # two slices, each its own section with its 60 rows (5 B x 2 T x 3 cells x 2 modes)
+    assert text.count("## H 256") == 1 and text.count("## H 1024") == 1
+    assert text.count("\n| 256 | ") == 60 and text.count("\n| 1024 | ") == 60
+    assert "STUB (not a measurement)" in text and "µs/step" in text
+    assert (tmp_path / "gpu_session.log").stat().st_size > 0
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_block_product_on_the_cpu(tmp_path):
+    """Every (rows, gates, units per block, reduction length incl. a staged second chunk,
+    partial tiles, clamped units) of block_product in float and double, global- and
+    shared-memory weight layouts; fails on a wrong sum, a deadlock, a write out of bounds or an
+    output whose epilogue did not run exactly once."""
+    compiler = shutil.which("g++") or shutil.which("c++")
+    if compiler is None or not sys.platform.startswith("linux"):
+        pytest.skip("needs a C++ compiler and ucontext (Linux)")
+    exe = tmp_path / "block_product_check"
+    src = ROOT / "csrc" / "cuda" / "host_check"
+    build = subprocess.run(
+        [
+            compiler,
+            "-std=c++17",
+            "-O1",
+            "-w",
+            f"-I{src}",
+            f"-I{ROOT / 'csrc' / 'include'}",
+            f"-I{ROOT / 'csrc' / 'cuda'}",
+            str(src / "block_product_check.cpp"),
+            "-o",
+            str(exe),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert build.returncode == 0, build.stderr[-3000:]
+    result = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "every case matches" in result.stdout

@@ -83,7 +83,8 @@ struct DeviceArrays {
 };
 
 struct CudaRunner {
-  // The step kernels' grids: batch rows on grid y, G*H and I blocks of the products too.
+  // The step kernels' grids: batch rows (tiles of 4) on grid y, G*H and I blocks of the
+  // products too.
   static void configure(CellConfig& c) {
     if (c.B > cuda::detail::kMaxBatch)
       value_error("x has too many batch rows for the CUDA kernels (B <= " +
@@ -136,4 +137,29 @@ PYBIND11_MODULE(_cuda, m) {
     FASTRNN_CUDA_CHECK(cudaRuntimeGetVersion(&v));
     return v;
   });
+#if defined(FASTRNN_HAVE_CUBLAS)
+  m.attr("HAS_CUBLAS") = true;
+#else
+  m.attr("HAS_CUBLAS") = false;
+#endif
+  m.def(
+      "plan",
+      [](const std::string& cell, index_t T, index_t B, index_t I, index_t H,
+         const std::string& dtype, bool reset_after, bool backward) {
+        CellConfig c = bindings::parse_config(cell, "tanh", "sigmoid", reset_after, false);
+        if (T < 0 || B < 0 || I < 1 || H < 1)
+          value_error("plan: T and B must be >= 0, I and H >= 1");
+        c.T = T;
+        c.B = B;
+        c.I = I;
+        c.H = H;
+        if (dtype == "float32") return cuda::describe_plan<float>(c, backward);
+        if (dtype == "float64") return cuda::describe_plan<double>(c, backward);
+        value_error("plan: dtype must be 'float32' or 'float64', got '" + dtype + "'");
+      },
+      py::arg("cell"), py::arg("T"), py::arg("B"), py::arg("I"), py::arg("H"),
+      py::arg("dtype") = "float32", py::arg("reset_after") = true, py::arg("backward") = false,
+      "The path (standard or persistent) and launch configuration a forward (or backward) call "
+      "of this shape takes on the current device now, given FASTRNN_CUDA_PATH and "
+      "FASTRNN_CUDA_GRAPHS, as one line ('persistent: ...', 'standard: ...' or 'error: ...').");
 }

@@ -1,38 +1,31 @@
-// CUDA BPTT backward for any cell of cells.h (mirrors csrc/cpu/rnn_backward.h).
+// CUDA BPTT backward for any cell of cells.h (mirrors csrc/cpu/rnn_backward.h): the call's
+// setup, the step loop on the standard or the persistent path, then the weight gradients.
 //
 // Dimension legend: T steps, B batch, I inputs, H units, G gates, GH = G*H.
 //
 // Per processing step s, last to first:
-//   (a) pointwise kernel: the cell's backward step (cells.h backward_unit, the function the
-//       CPU loop calls) for every unit and batch row;
+//   (a) the cell's backward step (cells.h backward_unit, the function the CPU loop calls):
+//       gate pre-activation gradients from the saved values;
 //   (r) GRU reset_after=False only: drh = dg_pre @ R_g^T and the reset gate's gradient;
-//   (b) dh_prev += (dG_rec @ R^T) * recurrent_dropout_mask, fused per unit.
-// Afterwards the weight gradients and dx as products over all steps (rows t*B + b), and
-// dbias as column sums (gemm.cu).
+//   (b) dh_prev += (dG_rec @ R^T) * recurrent_dropout_mask.
+// The standard path runs (a) of the last step as one pointwise kernel, then per step one
+// backward_step_kernel for (b) that also runs (a) of the step before for its units (it needs
+// only those units' values), and before it, for GRU reset_after=False, one for (r). Like the
+// forward's, the kernels read their arguments from device memory and the loop is replayed
+// from a cached CUDA graph. Afterwards the weight gradients and dx as products over all steps
+// (rows t*B + b) and dbias as column sums (gemm.cu).
 #include <cstdint>
+#include <sstream>
 
 #include "cuda_check.h"
 #include "fastrnn/cells.h"
 #include "rnn_cuda.h"
+#include "step_common.cuh"
 
 namespace fastrnn::cuda {
 namespace {
 
-using detail::blocks_for;
-using detail::kRowGroups;
-using detail::kRows;
-using detail::kThreads;
-
-template <typename T>
-__global__ void transpose_kernel(const T* __restrict__ in, index_t rows, index_t cols,
-                                 T* __restrict__ out) {
-  const index_t n = rows * cols;
-  for (index_t e = (index_t)blockIdx.x * blockDim.x + threadIdx.x; e < n;
-       e += (index_t)gridDim.x * blockDim.x) {
-    const index_t k = e / rows, j = e % rows;  // out (cols, rows): out[k, j] = in[j, k]
-    out[e] = in[j * cols + k];
-  }
-}
+using namespace detail;
 
 // dh = d_h_last or 0, carry = 0, dc = d_c_last or 0 (cells with c); zeros (H) and ones (H).
 template <typename T>
@@ -55,101 +48,42 @@ __global__ void init_grads_kernel(index_t BH, index_t H, const T* __restrict__ d
   }
 }
 
-// One backward step's arrays, (B, H) unless noted; null fields stand for zeros or ones.
-template <typename T>
-struct StepArgs {
-  const T* Rt = nullptr;               // recurrent_kernel transposed (GH, H)
-  const T* h_prev = nullptr;           // state before step s, or null (zeros)
-  const T* c_prev = nullptr;           // cells with c: before step s, or null
-  const T* gates = nullptr;            // (B, GH) saved post-activation gates
-  const T* act_cell = nullptr;         // cells with c: saved a(c_s)
-  const T* rh = nullptr;               // cells that save rh
-  const T* dout = nullptr;             // d_outputs[s] or null
-  const std::uint8_t* mrow = nullptr;  // (B) mask row of time t, or null
-  const T* rmask = nullptr;            // recurrent dropout mask or null
-  T* dgi = nullptr;                    // (B, GH) dg_in rows of time t
-  T* dgr = nullptr;                    // (B, GH) recurrent side rows (== dgi unless separate_rec)
-  T* dh = nullptr;
-  T* carry = nullptr;
-  T* dc = nullptr;
-  T* d_rhd = nullptr;
-  const T* zeros = nullptr;  // (H)
-  const T* ones = nullptr;   // (H)
-  index_t B = 0, H = 0;
-  bool has_prev_step = false;  // s > 0
-  Activation act = Activation::Tanh, ract = Activation::Sigmoid;
-};
-
-template <class Cell, typename T>
-__device__ __forceinline__ BackwardRow<T> row_of(const StepArgs<T>& a, index_t b) {
-  const index_t H = a.H, GH = Cell::G * H, e = b * H;
-  BackwardRow<T> r;
-  r.H = H;
-  r.gates = a.gates + b * GH;
-  r.h_prev = a.h_prev ? a.h_prev + e : a.zeros;
-  r.c_prev = a.c_prev ? a.c_prev + e : a.zeros;
-  r.act_cell = a.act_cell ? a.act_cell + e : a.zeros;
-  r.rh = a.rh ? a.rh + e : a.zeros;
-  r.dout = a.dout ? a.dout + e : a.zeros;
-  r.rmask = a.rmask ? a.rmask + e : a.ones;
-  r.carry = a.carry + e;
-  r.dh = a.dh + e;
-  r.dc = a.dc ? a.dc + e : nullptr;
-  r.dgi = a.dgi + b * GH;
-  r.dgr = a.dgr + b * GH;
-  r.d_rhd = a.d_rhd ? a.d_rhd + e : nullptr;
-  return r;
-}
-
-// (a) the cell's backward step for every (b, j).
+// (a) for every (b, j) of step s.
 template <typename T, class Cell>
-__global__ void backward_pointwise_kernel(const StepArgs<T> a) {
-  const index_t H = a.H, BH = a.B * H;
+__global__ void backward_point_kernel(const BwdArgs<T>* __restrict__ args, index_t s) {
+  const BwdArgs<T>& P = *args;
+  const index_t H = P.H, BH = P.B * H;
   for (index_t e = (index_t)blockIdx.x * blockDim.x + threadIdx.x; e < BH;
-       e += (index_t)gridDim.x * blockDim.x) {
-    const index_t b = e / H, j = e % H;
-    const BackwardRow<T> r = row_of<Cell>(a, b);
-    if (a.mrow && !a.mrow[b])
-      backward_carry_unit(Cell{}, r, j, a.has_prev_step);
-    else
-      backward_unit(Cell{}, r, j, a.act, a.ract);
-  }
+       e += (index_t)gridDim.x * blockDim.x)
+    bwd_point_unit<Cell>(P, s, e / H, e % H);
 }
 
-// (r) GRU reset_after=False: drh = dg_pre @ R_g^T, then dr_pre and d_rhd.
-template <typename T, class Cell>
-__global__ void __launch_bounds__(32 * kRowGroups) reset_kernel(const StepArgs<T> a) {
-  const index_t H = a.H, GH = Cell::G * H;
-  const index_t j = (index_t)blockIdx.x * 32 + threadIdx.x;
-  const index_t b0 = ((index_t)blockIdx.y * kRowGroups + threadIdx.y) * kRows;
-  if (j >= H || b0 >= a.B) return;
-  const int rows = (int)min((index_t)kRows, a.B - b0);
-  T acc[kRows][1];
-  detail::rowdot<T, kRows, 1>(a.dgi + b0 * GH + 2 * H, GH, rows, a.Rt + 2 * H * H, H, 0, j, H, acc);
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    if (m >= rows) break;
-    const index_t b = b0 + m;
-    reset_unit(Cell{}, row_of<Cell>(a, b), j, acc[m][0], a.mrow && !a.mrow[b], a.ract);
-  }
-}
-
-// (b) dh_prev = direct part + (dG_rec @ R^T) * recurrent dropout mask.
-template <typename T, class Cell>
-__global__ void __launch_bounds__(32 * kRowGroups) backward_recurrent_kernel(const StepArgs<T> a) {
-  const index_t H = a.H, GH = Cell::G * H;
-  const index_t j = (index_t)blockIdx.x * 32 + threadIdx.x;
-  const index_t b0 = ((index_t)blockIdx.y * kRowGroups + threadIdx.y) * kRows;
-  if (j >= H || b0 >= a.B) return;
-  const int rows = (int)min((index_t)kRows, a.B - b0);
-  T acc[kRows][1];
-  detail::rowdot<T, kRows, 1>(a.dgr + b0 * GH, GH, rows, a.Rt, H, 0, j, Cell::GC * H, acc);
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    if (m >= rows) break;
-    if (a.mrow && !a.mrow[b0 + m]) continue;  // a masked row passed its gradients through
-    accumulate_dh(Cell{}, row_of<Cell>(a, b0 + m), j, acc[m][0]);
-  }
+// (b) (kReset false) or (r) (kReset true) of step s: uw units x ROWS batch rows per block.
+template <typename T, class Cell, int ROWS, bool kReset>
+__global__ void __launch_bounds__(kStepThreads)
+    backward_step_kernel(const BwdArgs<T>* __restrict__ args, index_t s, int uw) {
+  FASTRNN_DYNAMIC_SMEM(smem);
+  const BwdArgs<T>& P = *args;
+  const index_t H = P.H, GH = Cell::G * H, t = time_of(P, s);
+  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * ROWS;
+  const int rows = (int)min((index_t)ROWS, P.B - b0);
+  const int umax = (int)min((index_t)uw, H - j0) - 1;
+  // (b): A = dG_rec rows (their first GC*H columns), W(k, u) = R^T[k][j0 + u] = R[j0 + u][k].
+  // (r): A = the candidate blocks of dG_in, W(k, u) = R^T[2H + k][j0 + u].
+  const index_t K = kReset ? H : Cell::GC * H;
+  const T* A = kReset ? P.dg_in + (t * P.B + b0) * GH + 2 * H : P.dg_rec + (t * P.B + b0) * GH;
+  const T* W = P.Rt + (kReset ? 2 * H * H : 0) + j0;
+  T *hs, *part;
+  carve_product_smem<T, ROWS>(smem, K, hs, part);
+  block_product<T, ROWS, 1, true>(A, GH, rows, K, W, 0, H, uw, umax, hs, part,
+                                  [&](int r, int u, const T* acc) {
+                                    const index_t b = b0 + r, j = j0 + u;
+                                    if (b >= P.B || j >= H) return;
+                                    if constexpr (kReset)
+                                      bwd_reset_unit<Cell>(P, s, b, j, acc[0]);
+                                    else
+                                      bwd_rec_unit<Cell>(P, s, b, j, acc[0]);
+                                  });
 }
 
 // dst[t] (B, H) = src of processing step s = time_of(t), times rmask, for every input time t:
@@ -181,20 +115,87 @@ void copy_async(T* dst, const T* src, index_t n, cudaStream_t stream) {
     FASTRNN_CUDA_CHECK(cudaMemcpyAsync(dst, src, sizeof(T) * n, cudaMemcpyDeviceToDevice, stream));
 }
 
+template <typename T>
+struct BackwardLoop {
+  BwdArgs<T> args;
+  dim3 grid;
+  int uw = 8;
+  std::size_t smem_rec = 0, smem_reset = 0;
+};
+
+template <typename T>
+void load_backward_args(void* dst, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const BackwardLoop<T>*>(ctx);
+  load_args_kernel<BwdArgs<T>><<<1, 1, 0, st>>>(loop.args, static_cast<BwdArgs<T>*>(dst));
+  FASTRNN_CUDA_CHECK_LAUNCH();
+}
+
+template <typename K>
+void allow_smem(K kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024)
+    FASTRNN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <typename T, class Cell, int ROWS>
+void backward_steps(const void* args, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const BackwardLoop<T>*>(ctx);
+  const auto* a = static_cast<const BwdArgs<T>*>(args);
+  const index_t Tn = loop.args.T_, BH = loop.args.B * loop.args.H;
+  backward_point_kernel<T, Cell><<<blocks_for(BH), kThreads, 0, st>>>(a, Tn - 1);
+  FASTRNN_CUDA_CHECK_LAUNCH();
+  for (index_t s = Tn - 1; s >= 0; --s) {
+    if constexpr (Cell::second_product) {
+      backward_step_kernel<T, Cell, ROWS, true>
+          <<<loop.grid, kStepThreads, loop.smem_reset, st>>>(a, s, loop.uw);
+      FASTRNN_CUDA_CHECK_LAUNCH();
+    }
+    backward_step_kernel<T, Cell, ROWS, false>
+        <<<loop.grid, kStepThreads, loop.smem_rec, st>>>(a, s, loop.uw);
+    FASTRNN_CUDA_CHECK_LAUNCH();
+  }
+}
+
+template <typename T, class Cell>
+void standard_backward_steps(const BwdArgs<T>& a, void* scratch_args, cudaStream_t stream) {
+  with_rows(a.B, [&](auto rows_tag) {
+    constexpr int ROWS = decltype(rows_tag)::value;
+    const DeviceInfo& dev = current_device_info();
+    BackwardLoop<T> loop;
+    loop.args = a;
+    loop.uw = standard_units(a.H, a.B, dev.sms);
+    loop.grid =
+        dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + ROWS - 1) / ROWS));
+    loop.smem_rec = product_smem<T, ROWS>(Cell::GC * a.H, 1, loop.uw);
+    loop.smem_reset = product_smem<T, ROWS>(a.H, 1, loop.uw);
+    allow_smem(backward_step_kernel<T, Cell, ROWS, false>, loop.smem_rec);
+    if constexpr (Cell::second_product)
+      allow_smem(backward_step_kernel<T, Cell, ROWS, true>, loop.smem_reset);
+    std::ostringstream key;
+    key << "bwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
+        << a.B << "/" << a.H << "/" << loop.uw << "/" << ROWS;
+    run_step_loop(key.str(), sizeof(BwdArgs<T>), &load_backward_args<T>,
+                  &backward_steps<T, Cell, ROWS>, &loop, scratch_args, stream);
+  });
+}
+
 template <typename T, class Cell>
 void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
   const index_t B = p.B, H = p.H, GH = Cell::G * H, Tn = p.T, I = p.I, BH = B * H, TB = Tn * B;
   const WorkspaceLayout ws = workspace_layout(Cell{}, Tn, B, H);
   const T* W = p.workspace;
+  PersistentPlan plan;
+  const bool persistent = Tn > 0 && BH > 0 && choose_persistent<T>(p, true, &plan);
 
   T *xd = nullptr, *dg_in = nullptr, *dg_rec = nullptr, *rt = nullptr, *dh = nullptr;
   T *carry = nullptr, *dc = nullptr, *d_rhd = nullptr, *hd_all = nullptr, *rhd_all = nullptr;
   T *zeros = nullptr, *ones = nullptr;
+  char* args_dev = nullptr;
   auto carve = [&](Carver& cv) {
     xd = cv.take<T>(p.dropout_mask || p.mask ? TB * I : 0);
     dg_in = cv.take<T>(TB * GH);
     dg_rec = Cell::separate_rec ? cv.take<T>(TB * GH) : nullptr;
-    rt = cv.take<T>(GH * H);
+    rt = cv.take<T>(persistent ? 0 : GH * H);
     dh = cv.take<T>(BH);
     carry = cv.take<T>(BH);
     dc = Cell::cell_state ? cv.take<T>(BH) : nullptr;
@@ -203,6 +204,7 @@ void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
     rhd_all = Cell::second_product ? cv.take<T>(TB * H) : nullptr;
     zeros = cv.take<T>(H);
     ones = cv.take<T>(H);
+    args_dev = cv.take<char>((index_t)sizeof(BwdArgs<T>));
   };
   Carver sizing;
   carve(sizing);
@@ -211,46 +213,45 @@ void backward_impl(const BackwardParams<T>& p, cudaStream_t stream) {
   carve(carver);
   if constexpr (!Cell::separate_rec) dg_rec = dg_in;
 
-  transpose_kernel<T><<<blocks_for(GH * H), kThreads, 0, stream>>>(p.recurrent_kernel, H, GH, rt);
-  FASTRNN_CUDA_CHECK_LAUNCH();
   init_grads_kernel<T><<<blocks_for(std::max(BH, H)), kThreads, 0, stream>>>(
       BH, H, p.d_h_last, p.d_c_last, dh, carry, dc, zeros, ones);
   FASTRNN_CUDA_CHECK_LAUNCH();
 
-  StepArgs<T> a;
-  a.Rt = rt;
-  a.rmask = p.recurrent_dropout_mask;
-  a.dh = dh;
-  a.carry = carry;
-  a.dc = dc;
-  a.d_rhd = d_rhd;
-  a.zeros = zeros;
-  a.ones = ones;
-  a.B = B;
-  a.H = H;
-  a.act = p.activation;
-  a.ract = p.recurrent_activation;
-  const dim3 grid = detail::step_grid(B, H), block = detail::step_block();
-  for (index_t s = Tn - 1; s >= 0 && BH > 0; --s) {
-    const index_t t = p.go_backwards ? Tn - 1 - s : s;
-    a.h_prev = s > 0 ? W + ws.states + (s - 1) * BH : p.h0;
-    a.c_prev = Cell::cell_state ? (s > 0 ? W + ws.cell + (s - 1) * BH : p.c0) : nullptr;
-    a.act_cell = Cell::cell_state ? W + ws.act_cell + s * BH : nullptr;
-    a.rh = Cell::saves_rh ? W + ws.rh + s * BH : nullptr;
-    a.gates = W + ws.gates + s * B * GH;
-    a.dout = p.d_outputs ? p.d_outputs + s * BH : nullptr;
-    a.mrow = p.mask ? p.mask + t * B : nullptr;
-    a.dgi = dg_in + t * B * GH;
-    a.dgr = dg_rec + t * B * GH;
-    a.has_prev_step = s > 0;
-    backward_pointwise_kernel<T, Cell><<<blocks_for(BH), kThreads, 0, stream>>>(a);
-    FASTRNN_CUDA_CHECK_LAUNCH();
-    if constexpr (Cell::second_product) {
-      reset_kernel<T, Cell><<<grid, block, 0, stream>>>(a);
-      FASTRNN_CUDA_CHECK_LAUNCH();
+  if (Tn > 0 && BH > 0) {
+    BwdArgs<T> a;
+    a.Rt = rt;
+    a.ws_states = W + ws.states;
+    a.ws_gates = W + ws.gates;
+    if (Cell::cell_state) {
+      a.ws_cell = W + ws.cell;
+      a.ws_act_cell = W + ws.act_cell;
     }
-    backward_recurrent_kernel<T, Cell><<<grid, block, 0, stream>>>(a);
-    FASTRNN_CUDA_CHECK_LAUNCH();
+    if (Cell::saves_rh) a.ws_rh = W + ws.rh;
+    a.h0 = p.h0;
+    a.c0 = p.c0;
+    a.d_outputs = p.d_outputs;
+    a.mask = p.mask;
+    a.rmask = p.recurrent_dropout_mask;
+    a.dg_in = dg_in;
+    a.dg_rec = dg_rec;
+    a.dh = dh;
+    a.carry = carry;
+    a.dc = dc;
+    a.d_rhd = d_rhd;
+    a.zeros = zeros;
+    a.ones = ones;
+    a.T_ = Tn;
+    a.B = B;
+    a.H = H;
+    a.go_backwards = p.go_backwards;
+    a.act = p.activation;
+    a.ract = p.recurrent_activation;
+    if (persistent) {
+      persistent_backward_steps<T>(Cell::id, a, p.recurrent_kernel, plan, stream);
+    } else {
+      transpose<T>(p.recurrent_kernel, H, GH, GH, rt, H, stream);  // rt (GH, H)
+      standard_backward_steps<T, Cell>(a, args_dev, stream);
+    }
   }
   copy_async(p.dh0, dh, BH, stream);
   if constexpr (Cell::cell_state) copy_async(p.dc0, dc, BH, stream);

@@ -1,88 +1,29 @@
-// Standard CUDA forward for any cell of cells.h (one set of kernels, no branch on
-// the cell but GRU reset_after=False's second product, marked below).
+// CUDA forward for any cell of cells.h: the call's setup, then the step loop on the
+// standard or the persistent path (rnn_cuda.h says how one is chosen).
 //
 // Dimension legend: T steps, B batch, I inputs, H units, G gates, GH = G*H.
 //
-// Structure (as cuDNN's standard path):
+// Structure (as cuDNN's):
 //   (1) xp (T*B, GH) = (x * dropout_mask) @ kernel: one product over all steps (gemm.cu);
-//   (2) per step one kernel: the recurrent product hd_prev @ recurrent_kernel for a unit and
-//       a few batch rows, then the cell's step (cells.h forward_unit, the same function the
-//       CPU loop calls) for each of those rows.
+//   (2) per step s, the standard path's forward_step_kernel: a grid of (H / uw) x (B / 4)
+//       blocks, each the recurrent product hd_prev @ R of uw units and 4 batch rows
+//       (block_product: the reduction split over the block's warps), then the cell's step
+//       (cells.h forward_unit, the function the CPU loop calls) for each unit and row.
+//       GRU reset_after=False runs a second kernel per step for (r * hd_prev) @ R_g.
+//   The kernels read their arguments from a device copy of FwdArgs, so the loop of T launches
+//   is captured once per shape into a CUDA graph and replayed (step_graph.cu).
 #include <cstdint>
+#include <sstream>
 
 #include "cuda_check.h"
 #include "fastrnn/cells.h"
 #include "rnn_cuda.h"
+#include "step_common.cuh"
 
 namespace fastrnn::cuda {
 namespace {
 
-using detail::blocks_for;
-using detail::kRowGroups;
-using detail::kRows;
-using detail::kThreads;
-
-// Rows nothing reads, (B, H) each: where a step keeps nothing (inference, no recurrent
-// dropout, a cell without c) it writes here.
-constexpr int kDummyRows = 7;
-
-// One step's arrays, (B, H) unless noted. Null fields stand for zeros, ones or a dummy row
-// (row_of substitutes them), so the cell's step never tests a pointer.
-template <typename T>
-struct StepArgs {
-  const T* R = nullptr;                // recurrent_kernel (H, GH)
-  const T* xps = nullptr;              // (B, GH): xp rows of input time t
-  const T* b_in = nullptr;             // (GH) input bias (zeros when absent)
-  const T* b_rec = nullptr;            // (GH) recurrent bias of GRU reset_after (zeros otherwise)
-  const std::uint8_t* mrow = nullptr;  // (B) mask row of time t, or null
-  const T* h_prev = nullptr;
-  const T* operand = nullptr;   // hd_prev: h_prev * recurrent dropout mask, or h_prev
-  const T* c_prev = nullptr;    // cells with c
-  const T* rmask = nullptr;     // recurrent dropout mask, or null: ones
-  const T* out_prev = nullptr;  // outputs[s-1], or null at s == 0: zeros
-  T* gates = nullptr;           // (B, GH) workspace or scratch
-  T* out = nullptr;
-  T* h_next = nullptr;
-  T* hd_next = nullptr;      // or null (no recurrent dropout)
-  T* c_next = nullptr;       // cells with c
-  T* ws_state = nullptr;     // workspace slices of step s, or null (inference)
-  T* ws_cell = nullptr;      // cells with c
-  T* ws_act_cell = nullptr;  // cells with c
-  T* ws_rh = nullptr;        // cells that save rh
-  T* rhd = nullptr;          // GRU reset_after=False: r * hd_prev
-  T* dummy = nullptr;        // kDummyRows x (B, H)
-  const T* zeros = nullptr;  // (GH)
-  const T* ones = nullptr;   // (H)
-  index_t B = 0, H = 0;
-  Activation act = Activation::Tanh, ract = Activation::Sigmoid;
-};
-
-template <class Cell, typename T>
-__device__ __forceinline__ ForwardRow<T> row_of(const StepArgs<T>& a, index_t b) {
-  const index_t H = a.H, GH = Cell::G * H, e = b * H;
-  auto dummy = [&](int k) { return a.dummy + (index_t)k * a.B * H + e; };
-  ForwardRow<T> r;
-  r.H = H;
-  r.xp = a.xps + b * GH;
-  r.b_in = a.b_in;
-  r.b_rec = a.b_rec;
-  r.h_prev = a.h_prev + e;
-  r.hd_prev = a.operand + e;
-  r.c_prev = a.c_prev ? a.c_prev + e : a.zeros;
-  r.rmask = a.rmask ? a.rmask + e : a.ones;
-  r.out_prev = a.out_prev ? a.out_prev + e : a.zeros;
-  r.gates = a.gates + b * GH;
-  r.out = a.out + e;
-  r.h_next = a.h_next + e;
-  r.hd_next = a.hd_next ? a.hd_next + e : dummy(0);
-  r.c_next = a.c_next ? a.c_next + e : dummy(1);
-  r.ws_state = a.ws_state ? a.ws_state + e : dummy(2);
-  r.ws_cell = a.ws_cell ? a.ws_cell + e : dummy(3);
-  r.ws_act_cell = a.ws_act_cell ? a.ws_act_cell + e : dummy(4);
-  r.ws_rh = a.ws_rh ? a.ws_rh + e : dummy(5);
-  r.rhd = a.rhd ? a.rhd + e : dummy(6);
-  return r;
-}
+using namespace detail;
 
 // h (B,H) = h0 or 0, c = c0 or 0, hd = h * recurrent_dropout_mask.
 template <typename T>
@@ -105,49 +46,94 @@ __global__ void fill_kernel(T* __restrict__ out, index_t n, T value) {
     out[e] = value;
 }
 
-// One step: the product of unit j for kRows batch rows, then the cell's step for each row.
-template <typename T, class Cell>
-__global__ void __launch_bounds__(32 * kRowGroups) forward_step_kernel(const StepArgs<T> a) {
-  constexpr int GC = Cell::GC;
-  const index_t H = a.H, GH = Cell::G * H;
-  const index_t j = (index_t)blockIdx.x * 32 + threadIdx.x;
-  const index_t b0 = ((index_t)blockIdx.y * kRowGroups + threadIdx.y) * kRows;
-  if (j >= H || b0 >= a.B) return;
-  const int rows = (int)min((index_t)kRows, a.B - b0);
-  T acc[kRows][GC];
-  detail::rowdot<T, kRows, GC>(a.operand + b0 * H, H, rows, a.R, GH, H, j, H, acc);
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    if (m >= rows) break;
-    const index_t b = b0 + m;
-    const ForwardRow<T> r = row_of<Cell>(a, b);
-    if (!Cell::second_product && a.mrow && !a.mrow[b])
-      carry_unit(Cell{}, r, j);
-    else
-      forward_unit(Cell{}, r, j, acc[m], 1, a.act, a.ract);
+// One step of the standard path: uw units x ROWS batch rows per block (grid x: units, y: rows).
+// kSecond: GRU reset_after=False's second product (r * hd_prev) @ R_g and the step's output.
+template <typename T, class Cell, int ROWS, bool kSecond>
+__global__ void __launch_bounds__(kStepThreads)
+    forward_step_kernel(const FwdArgs<T>* __restrict__ args, index_t s, int uw) {
+  FASTRNN_DYNAMIC_SMEM(smem);
+  const FwdArgs<T>& P = *args;
+  constexpr int GCP = kSecond ? 1 : Cell::GC;
+  const index_t H = P.H, GH = Cell::G * H;
+  const index_t j0 = (index_t)blockIdx.x * uw, b0 = (index_t)blockIdx.y * ROWS;
+  const int rows = (int)min((index_t)ROWS, P.B - b0);  // >= 1: the grid covers B exactly
+  const int umax = (int)min((index_t)uw, H - j0) - 1;  // >= 0: and H
+  T *hs, *part;
+  carve_product_smem<T, ROWS>(smem, H, hs, part);
+  const T* A = (kSecond ? P.rhd : fwd_operand(P, s)) + b0 * H;
+  const T* W = P.R + (kSecond ? 2 * H : 0) + j0;  // W(g, k, u) = R[k * GH + g * H + j0 + u]
+  block_product<T, ROWS, GCP, true>(A, H, rows, H, W, H, GH, uw, umax, hs, part,
+                                    [&](int r, int u, const T* acc) {
+                                      const index_t b = b0 + r, j = j0 + u;
+                                      if (b >= P.B || j >= H) return;
+                                      if constexpr (kSecond)
+                                        fwd_second_unit<Cell>(P, s, b, j, acc[0]);
+                                      else
+                                        fwd_main_unit<Cell>(P, s, b, j, acc);
+                                    });
+}
+
+// The host side of one call's step loop (the ctx of run_step_loop).
+template <typename T>
+struct ForwardLoop {
+  FwdArgs<T> args;
+  dim3 grid;
+  int uw = 8;
+  std::size_t smem_main = 0, smem_second = 0;
+};
+
+// Lets a kernel take more than the default 48 KB of dynamic shared memory.
+template <typename K>
+void allow_smem(K kernel, std::size_t bytes) {
+  if (bytes > 48 * 1024)
+    FASTRNN_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+template <typename T>
+void load_forward_args(void* dst, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
+  load_args_kernel<FwdArgs<T>><<<1, 1, 0, st>>>(loop.args, static_cast<FwdArgs<T>*>(dst));
+  FASTRNN_CUDA_CHECK_LAUNCH();
+}
+
+template <typename T, class Cell, int ROWS>
+void forward_steps(const void* args, cudaStream_t st, const void* ctx) {
+  const auto& loop = *static_cast<const ForwardLoop<T>*>(ctx);
+  const auto* a = static_cast<const FwdArgs<T>*>(args);
+  for (index_t s = 0; s < loop.args.T_; ++s) {
+    forward_step_kernel<T, Cell, ROWS, false>
+        <<<loop.grid, kStepThreads, loop.smem_main, st>>>(a, s, loop.uw);
+    FASTRNN_CUDA_CHECK_LAUNCH();
+    if constexpr (Cell::second_product) {
+      forward_step_kernel<T, Cell, ROWS, true>
+          <<<loop.grid, kStepThreads, loop.smem_second, st>>>(a, s, loop.uw);
+      FASTRNN_CUDA_CHECK_LAUNCH();
+    }
   }
 }
 
-// GRU reset_after=False's second product: (r * hd_prev) @ R_g, then the step's output.
 template <typename T, class Cell>
-__global__ void __launch_bounds__(32 * kRowGroups) forward_second_kernel(const StepArgs<T> a) {
-  const index_t H = a.H, GH = Cell::G * H;
-  const index_t j = (index_t)blockIdx.x * 32 + threadIdx.x;
-  const index_t b0 = ((index_t)blockIdx.y * kRowGroups + threadIdx.y) * kRows;
-  if (j >= H || b0 >= a.B) return;
-  const int rows = (int)min((index_t)kRows, a.B - b0);
-  T acc[kRows][1];
-  detail::rowdot<T, kRows, 1>(a.rhd + b0 * H, H, rows, a.R + 2 * H, GH, H, j, H, acc);
-#pragma unroll
-  for (int m = 0; m < kRows; ++m) {
-    if (m >= rows) break;
-    const index_t b = b0 + m;
-    const ForwardRow<T> r = row_of<Cell>(a, b);
-    if (a.mrow && !a.mrow[b])
-      carry_unit(Cell{}, r, j);
-    else
-      forward_unit_second(Cell{}, r, j, acc[m][0], a.act);
-  }
+void standard_forward_steps(const FwdArgs<T>& a, void* scratch_args, cudaStream_t stream) {
+  with_rows(a.B, [&](auto rows_tag) {
+    constexpr int ROWS = decltype(rows_tag)::value;
+    const DeviceInfo& dev = current_device_info();
+    ForwardLoop<T> loop;
+    loop.args = a;
+    loop.uw = standard_units(a.H, a.B, dev.sms);
+    loop.grid =
+        dim3((unsigned)((a.H + loop.uw - 1) / loop.uw), (unsigned)((a.B + ROWS - 1) / ROWS));
+    loop.smem_main = product_smem<T, ROWS>(a.H, Cell::GC, loop.uw);
+    loop.smem_second = product_smem<T, ROWS>(a.H, 1, loop.uw);
+    allow_smem(forward_step_kernel<T, Cell, ROWS, false>, loop.smem_main);
+    if constexpr (Cell::second_product)
+      allow_smem(forward_step_kernel<T, Cell, ROWS, true>, loop.smem_second);
+    std::ostringstream key;
+    key << "fwd/" << sizeof(T) << "/" << (int)Cell::id << "/" << dev.device << "/" << a.T_ << "/"
+        << a.B << "/" << a.H << "/" << loop.uw << "/" << ROWS;
+    run_step_loop(key.str(), sizeof(FwdArgs<T>), &load_forward_args<T>,
+                  &forward_steps<T, Cell, ROWS>, &loop, scratch_args, stream);
+  });
 }
 
 template <typename T, class Cell>
@@ -155,9 +141,12 @@ void forward_impl(const ForwardParams<T>& p, cudaStream_t stream) {
   const index_t B = p.B, H = p.H, GH = Cell::G * H, Tn = p.T, BH = B * H;
   const bool training = p.workspace != nullptr, rdrop = p.recurrent_dropout_mask != nullptr;
   const WorkspaceLayout ws = workspace_layout(Cell{}, Tn, B, H);
+  PersistentPlan plan;
+  const bool persistent = Tn > 0 && BH > 0 && choose_persistent<T>(p, false, &plan);
 
   T *xd = nullptr, *xp = nullptr, *gate_rows = nullptr, *rhd = nullptr, *dummy = nullptr;
   T *zeros = nullptr, *ones = nullptr, *h[2] = {}, *c[2] = {}, *hd[2] = {};
+  char* args_dev = nullptr;
   auto carve = [&](Carver& cv) {
     xd = cv.take<T>(p.dropout_mask ? Tn * B * p.I : 0);
     xp = cv.take<T>(Tn * B * GH);
@@ -171,6 +160,7 @@ void forward_impl(const ForwardParams<T>& p, cudaStream_t stream) {
     dummy = cv.take<T>(kDummyRows * BH);
     zeros = cv.take<T>(GH);
     ones = cv.take<T>(H);
+    args_dev = cv.take<char>((index_t)sizeof(FwdArgs<T>));
   };
   Carver sizing;
   carve(sizing);
@@ -195,44 +185,45 @@ void forward_impl(const ForwardParams<T>& p, cudaStream_t stream) {
     FASTRNN_CUDA_CHECK_LAUNCH();
   }
 
-  StepArgs<T> a;
-  a.R = p.recurrent_kernel;
-  a.b_in = p.bias ? p.bias : zeros;
-  a.b_rec = (Cell::separate_rec && p.bias) ? p.bias + GH : zeros;
-  a.rmask = p.recurrent_dropout_mask;
-  a.rhd = rhd;
-  a.dummy = dummy;
-  a.zeros = zeros;
-  a.ones = ones;
-  a.B = B;
-  a.H = H;
-  a.act = p.activation;
-  a.ract = p.recurrent_activation;
-  const dim3 grid = detail::step_grid(B, H), block = detail::step_block();
-  for (index_t s = 0; s < Tn && BH > 0; ++s) {
-    const index_t t = p.go_backwards ? Tn - 1 - s : s;
-    const int cur = (int)(s & 1);
-    a.xps = xp + t * B * GH;
-    a.mrow = p.mask ? p.mask + t * B : nullptr;
-    a.h_prev = h[cur];
-    a.h_next = h[1 - cur];
-    a.operand = rdrop ? hd[cur] : h[cur];
-    a.hd_next = rdrop ? hd[1 - cur] : nullptr;
-    a.c_prev = c[cur];
-    a.c_next = c[1 - cur];
-    a.out = p.outputs + s * BH;
-    a.out_prev = s > 0 ? p.outputs + (s - 1) * BH : nullptr;
-    a.gates = training ? p.workspace + ws.gates + s * B * GH : gate_rows;
-    a.ws_state = training ? p.workspace + ws.states + s * BH : nullptr;
-    a.ws_cell = training && Cell::cell_state ? p.workspace + ws.cell + s * BH : nullptr;
-    a.ws_act_cell = training && Cell::cell_state ? p.workspace + ws.act_cell + s * BH : nullptr;
-    a.ws_rh = training && Cell::saves_rh ? p.workspace + ws.rh + s * BH : nullptr;
-    forward_step_kernel<T, Cell><<<grid, block, 0, stream>>>(a);
-    FASTRNN_CUDA_CHECK_LAUNCH();
-    if constexpr (Cell::second_product) {
-      forward_second_kernel<T, Cell><<<grid, block, 0, stream>>>(a);
-      FASTRNN_CUDA_CHECK_LAUNCH();
+  // (2) the steps.
+  if (Tn > 0 && BH > 0) {
+    FwdArgs<T> a;
+    a.R = p.recurrent_kernel;
+    a.xp = xp;
+    a.b_in = p.bias ? p.bias : zeros;
+    a.b_rec = (Cell::separate_rec && p.bias) ? p.bias + GH : zeros;
+    a.mask = p.mask;
+    a.rmask = p.recurrent_dropout_mask;
+    for (int k = 0; k < 2; ++k) {
+      a.h[k] = h[k];
+      a.hd[k] = hd[k];
+      a.c[k] = c[k];
     }
+    a.outputs = p.outputs;
+    if (training) {
+      a.ws_states = p.workspace + ws.states;
+      a.ws_gates = p.workspace + ws.gates;
+      if (Cell::cell_state) {
+        a.ws_cell = p.workspace + ws.cell;
+        a.ws_act_cell = p.workspace + ws.act_cell;
+      }
+      if (Cell::saves_rh) a.ws_rh = p.workspace + ws.rh;
+    }
+    a.gate_rows = gate_rows;
+    a.rhd = rhd;
+    a.dummy = dummy;
+    a.zeros = zeros;
+    a.ones = ones;
+    a.T_ = Tn;
+    a.B = B;
+    a.H = H;
+    a.go_backwards = p.go_backwards;
+    a.act = p.activation;
+    a.ract = p.recurrent_activation;
+    if (persistent)
+      persistent_forward_steps<T>(Cell::id, a, p.recurrent_kernel, plan, stream);
+    else
+      standard_forward_steps<T, Cell>(a, args_dev, stream);
   }
   if (BH > 0) {
     FASTRNN_CUDA_CHECK(
