@@ -84,7 +84,9 @@ FASTRNN_HD T exp_arith(T x) {
   T p = coef.v[C::degree];
   // Unrolled (a fixed, short recurrence), so that loops over exp_arith vectorize: a loop left
   // inside them is control flow to GCC's vectorizer, and the whole cell step stays scalar.
+#if !defined(__CUDACC__)  // a GCC pragma; nvcc's front end warns on it (diagnostic 1675)
 #pragma GCC unroll 16
+#endif
   for (int k = C::degree - 1; k >= 0; --k) p = p * r + coef.v[k];
   typename C::Bits bits;
   std::memcpy(&bits, &kd, sizeof(T));
