@@ -811,12 +811,15 @@ def test_layer_class_fastrnn_lacks_is_named(tmp_path):
         load_model(tmp_path / "k.keras")
 
 
-def test_functional_model_is_named(tmp_path):
+def test_model_class_fastrnn_lacks_is_named(tmp_path):
     inputs = keras.Input((T, FEATURES))
     k = keras.Model(inputs, L.LSTM(2)(inputs))
     k.save(tmp_path / "k.keras")
-    with pytest.raises(ModelFileError, match="'Functional'"):
-        load_model(tmp_path / "k.keras")
+    config = _archive_config(tmp_path / "k.keras")
+    config.update(class_name="MySubclassedModel", registered_name="custom>MySubclassedModel")
+    _rewrite(tmp_path / "k.keras", tmp_path / "c.keras", config_json=json.dumps(config).encode())
+    with pytest.raises(ModelFileError, match=r"c\.keras.*config\.json.*'MySubclassedModel'"):
+        load_model(tmp_path / "c.keras")
 
 
 @pytest.mark.parametrize(
@@ -928,6 +931,16 @@ def test_every_row_is_the_same_layer_in_keras(name, rng):
     as the original layer."""
     make, shape = _row_cases()[name]
     ours = make()
+    if name == "InputLayer":
+        spec = json.loads(json.dumps(keras_format.layer_to_keras(ours), allow_nan=False))
+        theirs = keras.layers.deserialize(spec)
+        assert type(theirs).__name__ == "InputLayer"
+        assert tuple(theirs.batch_shape) == shape and theirs.dtype == "int32"
+        assert theirs.name == ours.name
+        back_spec = json.loads(json.dumps(keras.saving.serialize_keras_object(theirs)))
+        back = keras_format.layer_from_keras(back_spec, "layer", [])
+        assert back.get_config() == ours.get_config()
+        return
     ours.build(shape)
     _randomize_fastrnn_layer(ours, rng)
     spec = json.loads(json.dumps(keras_format.layer_to_keras(ours), allow_nan=False))
@@ -937,11 +950,12 @@ def test_every_row_is_the_same_layer_in_keras(name, rng):
         theirs.build(shape)
     assert [tuple(w.shape) for w in theirs.get_weights()] == [w.shape for w in ours.weights]
     theirs.set_weights(ours.get_weights())
-    x_shape = _concrete(shape)
-    if name == "Embedding":
-        x = rng.integers(0, ours.input_dim, x_shape)
+    if isinstance(shape, list):  # merge layers: a list of inputs
+        x = [rng.standard_normal(_concrete(s)).astype(ours.dtype) for s in shape]
+    elif name == "Embedding":
+        x = rng.integers(0, ours.input_dim, _concrete(shape))
     else:
-        x = rng.standard_normal(x_shape).astype(ours.dtype)
+        x = rng.standard_normal(_concrete(shape)).astype(ours.dtype)
     expected = _outputs(theirs(x))
     got = _outputs(ours(x))
     assert len(got) == len(expected)

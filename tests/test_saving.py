@@ -120,26 +120,46 @@ NON_DEFAULT = {
         ),
         (None, 2, T, FEATURES),
     ),
+    # Merge layers take a list of shapes; Concatenate away from its default axis.
+    "Add": (lambda: F.Add(dtype="float64", name="plus"), [(None, T, 2), (None, T, 2)]),
+    "Subtract": (lambda: F.Subtract(trainable=False), [(None, 2), (None, 2)]),
+    "Multiply": (lambda: F.Multiply(), [(None, T, 2), (None, T, 2), (None, T, 2)]),
+    "Average": (lambda: F.Average(), [(None, 3), (None, 3)]),
+    "Maximum": (lambda: F.Maximum(), [(None, T, 2), (None, 1, 2)]),
+    "Concatenate": (lambda: F.Concatenate(axis=1), [(None, T, 2), (None, 3, 2)]),
+    # InputLayer: built when created; the shape is its batch shape.
+    "InputLayer": (
+        lambda: F.InputLayer(batch_shape=(4, None, 3), dtype="int32", name="ids"),
+        (4, None, 3),
+    ),
 }
+MODEL_CLASSES = {"Sequential", "Model", "Functional"}
 
 
 def test_every_layer_class_has_a_keras_row():
     """A layer class without a row cannot be written to or read from Keras files: add one to
     fastrnn.saving.keras_format.LAYERS (and a NON_DEFAULT entry here)."""
     rows = {row.fastrnn for row in keras_format.LAYERS}
-    missing = sorted(set(LAYER_CLASSES) - rows)
+    missing = sorted(set(LAYER_CLASSES) - rows - MODEL_CLASSES)
     assert not missing, f"no Keras mapping for {missing}"
-    assert set(NON_DEFAULT) == set(LAYER_CLASSES)
+    assert set(NON_DEFAULT) == set(LAYER_CLASSES) - MODEL_CLASSES
+    # Models used as layers are read and written by keras_format.MODELS.
+    assert {row.fastrnn for row in keras_format.MODELS.values()} == {"Sequential", "Model"}
 
 
 @pytest.mark.parametrize("name", sorted(NON_DEFAULT))
 def test_keras_row_round_trips_the_config(name):
     make, shape = NON_DEFAULT[name]
     layer = make()
-    layer.build(shape)
+    if name != "InputLayer":
+        layer.build(shape)
     spec = json.loads(json.dumps(keras_format.layer_to_keras(layer), allow_nan=False))
     assert spec["class_name"] == keras_format.row_for_layer(layer).keras
-    assert spec["build_config"] == {"input_shape": list(shape)}
+    if name == "InputLayer":
+        assert spec["config"]["batch_shape"] == list(shape)
+    else:
+        want = [list(s) for s in shape] if isinstance(shape, list) else list(shape)
+        assert spec["build_config"] == {"input_shape": want}
     back = keras_format.layer_from_keras(spec, "layer", notes := [])
     assert not notes
     assert type(back) is type(layer)

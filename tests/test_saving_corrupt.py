@@ -573,7 +573,7 @@ NATIVE_CASES: dict[str, tuple[Callable, str | None, str]] = {
         r"learning_rate",
     ),
     "unknown loss class": (
-        _edit_json("compile.json", _set(["loss", "class_name"], "Evil")),
+        _edit_json("compile.json", _set(["loss"], {"class_name": "Evil", "config": {}})),
         "compile.json",
         "Evil",
     ),
@@ -918,10 +918,10 @@ KERAS_CASES: dict[str, tuple[Callable, str | None, str]] = {
         "metadata.json",
         "not a fastrnn or Keras",
     ),
-    "model class Functional": (
+    "Sequential config as Functional": (
         _edit_json(CFG, _set(["class_name"], "Functional")),
         CFG,
-        "'Functional'",
+        "no 'input_layers'",
     ),
     "model class missing": (_edit_json(CFG, _pop(["class_name"])), CFG, "class_name"),
     "layers not a list": (_edit_json(CFG, _set(["config", "layers"], "x")), CFG, "config.layers"),
