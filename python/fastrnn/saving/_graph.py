@@ -460,9 +460,10 @@ class MaskSimulation:
         ops: the interned mask operations.
         dtype_of: ``dtype_of(key)``: a tensor's dtype name.
         nested: ``nested(layer, x, previous, simulation)``: a nested model's masks when it runs.
-        check: ``check(call, recorded, fastrnn_mask)`` for every call Keras hands a recorded mask
-            to when the model runs (``fastrnn_mask``: what fastrnn hands the call without an
-            explicit ``mask`` argument); raises when they differ.
+        check: ``check(call, recorded, fastrnn_mask, derived)`` for every call Keras hands a
+            recorded mask to when the model runs (``fastrnn_mask``: what fastrnn hands the call
+            without an explicit ``mask`` argument; ``derived``: the mask Keras derives for the
+            call from the layers' own rules); raises when they differ.
     """
 
     def __init__(
@@ -470,7 +471,7 @@ class MaskSimulation:
         ops: MaskOps,
         dtype_of: Callable[[Any], str],
         nested: Callable,
-        check: Callable[[Call, Any, Any], None],
+        check: Callable[[Call, Any, Any, Any], None],
     ) -> None:
         self.ops = ops
         self.dtype_of = dtype_of
@@ -500,8 +501,9 @@ class MaskSimulation:
                 continue
             x = call.x
             recorded = map_structure(lambda v: alias.get(v, v), call.kwargs.get("mask"))
+            derived = map_structure(lambda k: self.symbolic.get(k), x)
             if self.auto_records(call):
-                recorded = self.symbolic.get(x)
+                recorded = derived
             if recorded is not None:
                 self.recorded[id(call)] = recorded
             previous = recorded
@@ -517,7 +519,7 @@ class MaskSimulation:
             if single_tensor(call) and call.masking.call_mask:
                 carried = map_structure(lambda k: self.eager.get(k), x)
             if recorded is not None:
-                self.check(call, recorded, carried)
+                self.check(call, recorded, carried, derived)
             handed = recorded if recorded is not None else carried
             if handed is None:
                 handed = map_structure(lambda k: self.eager.get(k), x)

@@ -1354,11 +1354,11 @@ def _nested(layer: Any, x: Any, previous: Any, simulation: MaskSimulation) -> li
     return run_nested(calls, inputs, outputs, alias, previous, simulation)
 
 
-def _ignore(call: Call, recorded: Any, carried: Any) -> None:
+def _ignore(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
     pass
 
 
-def _write_check(call: Call, recorded: Any, carried: Any) -> None:
+def _write_check(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
     """Saving: Keras, rebuilding the graph, records the masks it derives; where they differ
     from what fastrnn carries (a masked tensor out of a nested model merged with others), the
     file would compute something else."""
@@ -1366,9 +1366,8 @@ def _write_check(call: Call, recorded: Any, carried: Any) -> None:
         return
     raise ValueError(
         f"save: {call.where} ({type(call.layer).__name__}) would receive another mask in Keras "
-        "than in fastrnn: Keras derives masks in the graph it stores without looking into "
-        "nested models, while fastrnn carries the masks nested models compute. Pass the mask "
-        "explicitly (mask=...) or restructure the model."
+        f"than in fastrnn: {_NESTED_MASKS}. Pass the mask explicitly (mask=...) or restructure "
+        "the model."
     )
 
 
@@ -1825,15 +1824,21 @@ def _call_shapes(entry: Entry, x_shape: Any, where: str) -> list:
         ) from None
 
 
-def _read_check(call: Call, recorded: Any, carried: Any) -> None:
+_NESTED_MASKS = (
+    "Keras records masks derived without looking into nested models, while fastrnn carries "
+    "the masks nested models compute"
+)
+
+
+def _read_check(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
     """Reading: a file's recorded mask must be the one fastrnn carries (then it is dropped) or a
     plain tensor (kept as an explicit ``mask`` argument)."""
     if call.decided:  # the same call again, inside a nested model receiving masks
         if "mask" in call.keep or recorded == carried:
             return
         raise _ConfigError(
-            f"{call.where}: the mask Keras hands this call when the nested model receives a "
-            "mask differs from the mask fastrnn would carry; fastrnn cannot replay it"
+            f"{call.where}: the mask the file records for this call differs from the mask "
+            f"fastrnn carries when the model around it passes a mask in: {_NESTED_MASKS}"
         )
     call.decided = True
     if recorded == carried:
@@ -1841,6 +1846,11 @@ def _read_check(call: Call, recorded: Any, carried: Any) -> None:
     if not any(isinstance(v, OpValue) for v in flatten(recorded)):
         call.keep["mask"] = call.kwargs["mask"]  # a tensor given as the mask: kept
         return
+    if recorded == derived:
+        raise _ConfigError(
+            f"{call.where}: the mask the file records for this call differs from the mask "
+            f"fastrnn carries: {_NESTED_MASKS}"
+        )
     raise _ConfigError(
         f"{call.where}: the mask argument is computed by Keras operations other than the ones "
         "Keras derives from the layers (a hand-made mask); fastrnn carries masks along the "
