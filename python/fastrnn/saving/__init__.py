@@ -171,8 +171,7 @@ def save_weights(model: Any, filepath: str | os.PathLike) -> None:
         )
     if kind == "weights.h5":
         keras_format.h5py_module()
-        for layer in model.layers:
-            keras_format.row_for_layer(layer)
+        keras_format.check_mappable(model)
         _write_atomically(path, lambda f: keras_format.write_weights(model, f))
     else:
         _write_atomically(path, lambda f: native.write_weights(model, f))

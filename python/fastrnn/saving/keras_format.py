@@ -1457,7 +1457,7 @@ def _sequential_from_keras(cfg: Any, notes: list[str], ctx: Context | None = Non
             if not layers and legacy is not None:
                 build_shape = _shape(legacy, f"{where}.batch_input_shape")
         layers.append(layer)
-        classes.append(spec["class_name"])
+        classes.append(_keras_class(layer) if isinstance(layer, _Plan) else spec["class_name"])
     first = next(
         (s for s in specs if isinstance(s, dict) and s.get("class_name") != "InputLayer"), None
     )

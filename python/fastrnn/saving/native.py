@@ -183,78 +183,6 @@ def _weight_headers(z: SafeZip) -> tuple[list[str], list[NpyHeader]]:
     return names, [z.npy_header(e) for e in entries]
 
 
-def _shape_arg(value: Any, z: SafeZip, entry: str, key: str) -> tuple | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not 1 <= len(value) <= 32:
-        raise z.fail(entry, f"{key} must be a list of ints or nulls, got {str(value)[:200]}")
-    for d in value:
-        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
-            raise z.fail(entry, f"{key} must be a list of ints or nulls, got {str(value)[:200]}")
-    return tuple(value)
-
-
-def _layer_label(i: int, spec: Any) -> str:
-    if isinstance(spec, dict):
-        cfg = spec.get("config")
-        name = cfg.get("name") if isinstance(cfg, dict) else None
-        return f"layers[{i}] ({spec.get('class_name')!s:.60} {str(name)[:60]!r})"
-    return f"layers[{i}]"
-
-
-def _sequential(z: SafeZip, cls: type, config: Any, headers: list[NpyHeader]) -> Any:
-    """Rebuilds a Sequential with each layer's weights checked against the file before building."""
-    from fastrnn.layers import deserialize
-
-    entry = "config.json"
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise z.fail(entry, "the Sequential config must be a dict with a 'layers' list")
-    name = config.get("name")
-    if name is not None and not isinstance(name, str):
-        raise z.fail(entry, f"the model name must be a string, got {str(name)[:100]}")
-    shape = _shape_arg(config.get("build_input_shape"), z, entry, "build_input_shape")
-    layers = []
-    for i, spec in enumerate(config["layers"]):
-        try:
-            layers.append(deserialize(spec))
-        except Exception as exc:
-            raise z.fail(entry, f"{_layer_label(i, spec)}: {exc}") from exc
-    first = layers[0]._input_shape_arg if layers else None
-    if shape is not None and first is not None and tuple(shape[1:]) != tuple(first):
-        raise z.fail(
-            entry,
-            f"{_layer_label(0, config['layers'][0])}: input_shape {first} disagrees with the "
-            f"model's build_input_shape {shape}",
-        )
-    plan = WeightPlan(
-        [Expected(h.shape, h.dtype, h.entry) for h in headers], lambda e, m: z.fail(e, m)
-    )
-    if shape is None and layers and layers[0]._input_shape_arg is not None:
-        shape = (None,) + tuple(layers[0]._input_shape_arg)
-    if shape is not None:
-        for i, layer in enumerate(layers):
-            owner = f"config.json {_layer_label(i, config['layers'][i])}"
-            try:
-                build_checked(layer, shape, plan, owner)
-                shape = layer.compute_output_shape(shape)
-            except ModelFileError:
-                raise
-            except Exception as exc:
-                raise z.fail(entry, f"{owner}: cannot build it: {exc}") from exc
-    plan.finish("the model")
-    try:
-        model = cls(layers, name=name)
-        if model.built_input_shape is None and config.get("build_input_shape") is not None:
-            model.build(tuple(config["build_input_shape"]))
-    except Exception as exc:
-        raise z.fail(entry, f"cannot assemble the model: {exc}") from exc
-    return model
-
-
-# ---- Functional models ---------------------------------------------------------------------------
-_MODEL_CLASSES = ("Sequential", "Model", "Functional")
-
-
 def _native_plan(spec: dict, where: str, ctx: Context) -> Any:
     """The plan (``keras_format._Plan``) of a model in a fastrnn config: its layers unbuilt, in
     fastrnn's weight order, each with its input shape."""
@@ -486,16 +414,20 @@ def _build_plan(z: SafeZip, plan: Any, weights: WeightPlan, created: list) -> No
         created.extend(layer.weights)
 
 
-def _functional(z: SafeZip, registry: dict, config: Any, headers: list[NpyHeader]) -> Any:
-    """Rebuilds a Functional model (nested models included) with every layer's weights checked
-    against the file before it is built."""
+def _rebuild(
+    z: SafeZip, registry: dict, class_name: str, config: Any, headers: list[NpyHeader]
+) -> Any:
+    """Rebuilds a Sequential or Functional model (nested models included) with every layer's
+    weights checked against the file before the layer is built."""
     from fastrnn.saving.keras_format import _ConfigError
 
-    if not isinstance(config, dict):
-        raise z.fail("config.json", "the model config must be a JSON object")
+    if not isinstance(config, dict) or (
+        class_name == "Sequential" and not isinstance(config.get("layers"), list)
+    ):
+        raise z.fail("config.json", f"the {class_name} config must be a dict with a 'layers' list")
     ctx = Context()
     try:
-        plan = _native_plan({"class_name": "Model", "config": config}, "config", ctx)
+        plan = _native_plan({"class_name": class_name, "config": config}, "config", ctx)
     except _ConfigError as exc:
         raise z.fail("config.json", str(exc)) from None
     weights = WeightPlan(
@@ -535,10 +467,8 @@ def _model_from_config(z: SafeZip, registry: dict, headers: list[NpyHeader]) -> 
             f"holds a {class_name[:100]!r} model; known model classes: "
             f"{', '.join(registry) or 'none (import fastrnn.models)'}",
         )
-    if class_name == "Sequential":
-        return _sequential(z, cls, config, headers)
-    if class_name in ("Model", "Functional"):
-        return _functional(z, registry, config, headers)
+    if class_name in ("Sequential", "Model", "Functional"):
+        return _rebuild(z, registry, class_name, config, headers)
     try:  # other registered classes build themselves (weights then checked by shape)
         model = cls.from_config(config)
     except Exception as exc:
