@@ -183,6 +183,10 @@ def _weight_headers(z: SafeZip) -> tuple[list[str], list[NpyHeader]]:
     return names, [z.npy_header(e) for e in entries]
 
 
+# ---- models: Sequential and Functional -------------------------------------------------------
+_MODEL_CLASSES = ("Sequential", "Model", "Functional")
+
+
 def _native_plan(spec: dict, where: str, ctx: Context) -> Any:
     """The plan (``keras_format._Plan``) of a model in a fastrnn config: its layers unbuilt, in
     fastrnn's weight order, each with its input shape."""
