@@ -39,6 +39,7 @@ from fastrnn.saving._archive import Limits, ModelFileError, SafeZip, check_float
 from fastrnn.saving._build import Expected, WeightPlan, build_checked
 from fastrnn.saving._graph import (
     MASK_OPS,
+    MAX_CALLS,
     MAX_NESTING,
     Call,
     Context,
@@ -1663,6 +1664,7 @@ _CALL_KWARGS = {"mask", "training", "initial_state"}
 def _parse_nodes(spec: dict, where: str, kind: str) -> list:
     nodes = spec.get("inbound_nodes", [])
     _require(isinstance(nodes, list), where, "inbound_nodes must be a list")
+    _require(len(nodes) <= MAX_CALLS, where, f"more than {MAX_CALLS} calls of one layer")
     out = []
     for k, node in enumerate(nodes):
         here = f"{where}.inbound_nodes[{k}]"
@@ -2261,12 +2263,26 @@ def _check_nested_groups(reader: H5Reader, group_paths: list[str]) -> None:
             )
 
 
+def _model_roots(layer: Any, path: str) -> set[str]:
+    """The groups of a (nested) model itself, which hold no arrays."""
+    if not _is_model(layer):
+        return set()
+    roots = {path}
+    for sub, sub_path in keras_layer_paths(layer, f"{path}/layers"):
+        roots |= _model_roots(sub, sub_path)
+    return roots
+
+
 def _layer_expected(reader: H5Reader, layer: Any, path: str) -> tuple[list[Expected], list]:
     expected, nodes = [], []
     groups = weight_groups(layer, path)
     _check_nested_groups(reader, [group_path for group_path, _, _ in groups])
+    roots = _model_roots(layer, path)
     for group_path, _, _owner in groups:
-        for node_path, node in reader.vars(group_path):
+        arrays = reader.vars(group_path)
+        if arrays and group_path in roots:
+            raise reader.fail(arrays[0][0], "a model has no variables of its own")
+        for node_path, node in arrays:
             shape, dtype = reader.declare(node, node_path)
             expected.append(Expected(shape, dtype, reader.entry(node_path)))
             nodes.append((node, node_path))
