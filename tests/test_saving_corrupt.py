@@ -1842,3 +1842,22 @@ def test_keras_masks_fastrnn_carries_itself_may_be_left_out(functional_files, tm
         path = edit(functional_files["keras"], tmp_path / "edited.keras")
         for a, b in zip(load_model(path).predict(x), reference):
             np.testing.assert_array_equal(a, b)
+
+
+@needs_h5py
+def test_masks_through_nested_models_are_traced_within_a_bound(tmp_path):
+    """Each level calls the level below twice with masks derived from its own: following the
+    masks would take 2**15 traces; the loader stops at its bound, quickly."""
+    inp = F.Input((None, 2))
+    model = Model(inp, F.Dense(2)(inp))
+    for _ in range(15):
+        x = F.Input((None, 2))
+        doubled = model(F.Concatenate(axis=1)([x, x]))
+        model = Model(x, F.Concatenate(axis=1)([model(x), doubled]))
+    tok = F.Input((None,), dtype="int32")
+    outer = Model(tok, F.LSTM(2, name="lstm")(model(F.Embedding(5, 2, name="emb")(tok))))
+    outer.save(tmp_path / "valid.keras")  # no mask anywhere: cheap to trace
+    build = _edit_layer("emb", lambda s: s["config"].update(mask_zero=True))
+    path = build(tmp_path / "valid.keras", tmp_path / "broken.keras")
+    # tracemalloc slows this pure-Python tracing about fivefold (under a second without it).
+    _load_expecting(path, CFG, r"tracing masks.*more than 20000 calls", seconds=10)

@@ -28,7 +28,6 @@ Two things about Keras's graphs matter when a file is read or written:
 from __future__ import annotations
 
 import heapq
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -37,6 +36,10 @@ MAX_CALLS = 20_000
 
 MAX_NESTING = 16
 """Most levels of models nested in models."""
+
+MAX_TRACED = MAX_CALLS
+"""Most calls followed when tracing masks (a nested model is traced once per distinct set of
+masks it receives)."""
 
 
 class GraphError(Exception):
@@ -196,11 +199,17 @@ def keras_order(producer: dict, inputs: list, outputs: list, where: str = "confi
 
 
 # ---- mask operations --------------------------------------------------------------------------
-@dataclass(frozen=True)
 class OpValue:
-    """The output of a mask operation, interned: equal values compute the same thing."""
+    """The output of a mask operation. Interned by ``MaskOps``: one object per distinct
+    computation, so identity is equality."""
 
-    index: int
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"OpValue({self.index})"
 
 
 def _axis(axis: int, rank: int) -> int:
@@ -270,13 +279,20 @@ MASK_OPS: dict[str, tuple[frozenset, Callable[[list, dict], tuple], int]] = {
 
 
 def _canonical(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return ("l", tuple(_canonical(v) for v in value))
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return ("k", value)
-    if isinstance(value, (int, float)):
+    """A hashable form of operation arguments: values as themselves, numbers by value (``0`` and
+    ``0.0`` alike), lists as tagged tuples."""
+    kind = type(value)
+    if kind is OpValue or kind is TKey:
+        return value
+    if kind is list or kind is tuple:
+        return ("l", *map(_canonical, value))
+    if kind is bool:
+        return ("b", value)
+    if kind is int or kind is float:
         return ("n", float(value))
-    return ("v", value)  # a value key
+    if value is None or kind is str:
+        return value
+    return ("v", value)  # another kind of tensor key
 
 
 class MaskOps:
@@ -293,6 +309,9 @@ class MaskOps:
         self.nodes: list[GNode] = []
         self.shapes: list[tuple] = []
         self.specs: list[tuple[str, dict, tuple]] = []  # (class, config, args)
+        self.traced = 0  # calls followed by the mask simulations sharing these operations
+        self.nested: dict = {}  # (id(model), its input masks) -> its output masks
+        self.graphs: dict = {}  # id(model) -> its calls, inputs, outputs and alias
 
     def shape(self, value: Any) -> tuple:
         if isinstance(value, OpValue):
@@ -308,7 +327,7 @@ class MaskOps:
         Raises:
             GraphError: arguments of shapes the operation cannot take.
         """
-        key = (class_name, json.dumps(config, sort_keys=True), _canonical(args))
+        key = (class_name, tuple(sorted(config.items())), _canonical(args))
         found = self.keys.get(key)
         if found is not None:
             return found
@@ -496,6 +515,12 @@ class MaskSimulation:
     def run(self, calls: list[Call], alias: dict | None = None) -> None:
         """Simulates the calls in order (``alias``: operation outputs -> their ``OpValue``)."""
         alias = alias if alias is not None else {}
+        self.ops.traced += len(calls)
+        if self.ops.traced > MAX_TRACED:
+            raise GraphError(
+                f"{calls[0].where if calls else 'config'}: tracing masks through the models "
+                f"takes more than {MAX_TRACED} calls (nested models called too often)"
+            )
         for call in calls:
             if call.is_input or call.is_op:
                 continue
@@ -571,6 +596,7 @@ class Budget:
 
 
 def run_nested(
+    model: Any,
     calls: list[Call],
     inputs: list,
     outputs: list,
@@ -578,15 +604,22 @@ def run_nested(
     previous: Any,
     outer: MaskSimulation,
 ) -> list:
-    """The masks a nested model's outputs carry when it runs with ``previous`` masks on its
-    inputs (its own recorded masks checked under them, as the outer ones)."""
-    inner = MaskSimulation(outer.ops, outer.dtype_of, outer.nested, outer.check)
+    """The masks a nested ``model``'s outputs carry when it runs with ``previous`` masks on its
+    inputs (its own recorded masks checked under them, as the outer ones); traced once per
+    distinct set of input masks."""
     masks = flatten(previous) if isinstance(previous, (list, tuple)) else [previous]
-    for key, mask in zip(inputs, masks):
+    key = (id(model), tuple(masks))
+    found = outer.ops.nested.get(key)
+    if found is not None:
+        return found
+    inner = MaskSimulation(outer.ops, outer.dtype_of, outer.nested, outer.check)
+    for tensor, mask in zip(inputs, masks):
         if mask is not None:
-            inner.eager[key] = mask
+            inner.eager[tensor] = mask
     inner.run(calls, alias)
-    return [inner.eager.get(k) for k in outputs]
+    result = [inner.eager.get(k) for k in outputs]
+    outer.ops.nested[key] = result
+    return result
 
 
 class Context:

@@ -1351,8 +1351,11 @@ def _model_calls(model: Any) -> tuple:
 
 def _nested(layer: Any, x: Any, previous: Any, simulation: MaskSimulation) -> list:
     """The masks a nested model's outputs carry when it runs (Keras's eager masks)."""
-    calls, inputs, outputs, alias = layer.sim if isinstance(layer, _Plan) else _model_calls(layer)
-    return run_nested(calls, inputs, outputs, alias, previous, simulation)
+    graph = simulation.ops.graphs.get(id(layer))
+    if graph is None:
+        graph = layer.sim if isinstance(layer, _Plan) else _model_calls(layer)
+        simulation.ops.graphs[id(layer)] = graph
+    return run_nested(layer, *graph, previous, simulation)
 
 
 def _ignore(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
@@ -1415,11 +1418,17 @@ def keras_weights(layer: Any, path: str = "") -> list[np.ndarray]:
     return out
 
 
-def check_mappable(model: Any) -> None:
-    """Raises ValueError naming the first layer (nested models included) without a Keras row."""
+def check_mappable(model: Any, depth: int = 0) -> None:
+    """Raises ValueError naming the first layer (nested models included) without a Keras row,
+    or for models nested deeper than files may hold."""
+    if depth > MAX_NESTING:
+        raise ValueError(
+            f"Keras files: models nest more than {MAX_NESTING} levels deep (model "
+            f"{model.name!r}); fastrnn does not read such files."
+        )
     for layer in model.layers:
         if _is_model(layer):
-            check_mappable(layer)
+            check_mappable(layer, depth + 1)
         else:
             row_for_layer(layer)
 
