@@ -1037,6 +1037,21 @@ def _nested_functional(ns):
     return ns.Model(seq, [out, pooled])
 
 
+def _nested_outputs(ns):
+    """Nested Functional models as outputs (Keras counts their calls from 1 there) and inside a
+    nested Sequential."""
+    enc_in = ns.Input((T, FEATURES), name="enc_in")
+    encoder = ns.Model(enc_in, ns.L.LSTM(2, name="enc_lstm")(enc_in), name="encoder")
+    gru_in = ns.Input((T, FEATURES), name="gru_in")
+    inner = ns.Model(gru_in, ns.L.GRU(2, name="inner_gru")(gru_in), name="inner")
+    wrapped = ns.Sequential(
+        [ns.Input((T, FEATURES)), inner, ns.L.Dense(2, name="after")], name="wrapped"
+    )
+    seq = ns.Input((T, FEATURES), name="seq")
+    first = encoder(ns.L.Dense(FEATURES, name="pre")(seq))
+    return ns.Model(seq, [first, wrapped(seq), encoder(seq)])
+
+
 def _encoder_decoder(ns):
     """States as outputs and as initial_state, TimeDistributed, Bidirectional merge_mode=None."""
     seq = ns.Input((T, FEATURES), name="seq")
@@ -1078,6 +1093,7 @@ FUNCTIONAL = {
     "two_in_two_out": (_two_in_two_out, _two_inputs_data),
     "merges": (_merges, _two_inputs_data),
     "nested_functional": (_nested_functional, _floats),
+    "nested_outputs": (_nested_outputs, _floats),
     "encoder_decoder": (_encoder_decoder, _floats),
     "dict_io": (
         _dict_io,

@@ -13,12 +13,17 @@ laid out by the model's structure::
     optimizer/vars/0, 1, ...      iterations, learning_rate, then the slot variables
 
 ``<layer>`` is the snake_case Keras class name, numbered ``_1``, ``_2`` ... among layers of the
-same class (``lstm``, ``lstm_1``), never the layer's own name. A ``.weights.h5`` file is that
-HDF5 file on its own.
+same class (``lstm``, ``lstm_1``), never the layer's own name, in the order of Keras's
+``model.layers``. A Functional model's layers include its InputLayers (``input_layer``, empty
+groups) and are ordered by Keras's ``map_graph``, which counts the operations Keras records to
+compute masks (``keras_layers`` replays it); a nested model's layers are under its group
+(``layers/sequential/layers/dense/vars/0``). A ``.weights.h5`` file is that HDF5 file on its own.
 
 The mapping is table-driven: ``LAYERS`` has one ``LayerRow`` per layer class (Keras class name,
-fastrnn class, one ``Key`` per config key, where the weights live); ``MODELS`` one reader and
-writer per model class; ``OPTIMIZERS`` one row per optimizer. Adding a layer is adding a row.
+fastrnn class, one ``Key`` per config key, where the weights live, what Keras does with masks);
+``MODELS`` one reader and writer per model class (``Sequential``, ``Functional``); ``OPTIMIZERS``
+one row per optimizer. Adding a layer is adding a row. Functional graphs (their order, masks and
+checks) are ``fastrnn.saving._graph``'s.
 
 Files are untrusted: everything goes through ``SafeZip``/``H5Reader`` bounds, configs are checked
 key by key, and each layer's weights are checked against its config before anything is allocated.
