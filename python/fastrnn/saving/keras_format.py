@@ -1006,73 +1006,81 @@ def optimizer_to_keras(optimizer: Any) -> tuple[dict, OptimizerRow]:
     return spec, row
 
 
-# Keras loss names and classes -> fastrnn loss names.
-_LOSSES = {
-    "MeanSquaredError": "mean_squared_error",
-    "MeanAbsoluteError": "mean_absolute_error",
-    "BinaryCrossentropy": "binary_crossentropy",
-    "CategoricalCrossentropy": "categorical_crossentropy",
-    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
-}
-_LOSS_NAMES = {
-    **{v: v for v in _LOSSES.values()},
-    "mse": "mean_squared_error",
-    "mae": "mean_absolute_error",
-}
-_LOSS_FIXED = {
-    "reduction": ("sum_over_batch_size", "auto"),
-    "label_smoothing": (0, 0.0),
-    "axis": (-1,),
-    "ignore_class": (None,),
-    "dtype": (None, "float32"),
-}
+# Keras loss classes fastrnn has: the same class names and config keys (``get_config`` gives
+# Keras's constructor arguments) in both frameworks.
+LOSSES = (
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError",
+    "Huber",
+    "LogCosh",
+    "KLDivergence",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+)
 
 
 def loss_from_keras(spec: Any) -> Any:
+    """fastrnn's loss for a Keras loss (a name or a serialized class); ``_ConfigError`` unless
+    fastrnn has the same loss with the same settings."""
+    import inspect
+
     from fastrnn import losses
 
     if isinstance(spec, str):
-        _require(spec in _LOSS_NAMES, "loss", f"{spec!r} has no fastrnn equivalent")
-        return losses.get(_LOSS_NAMES[spec])
+        try:
+            return losses.get(spec)
+        except Exception:
+            raise _ConfigError(f"loss: {spec[:100]!r} has no fastrnn equivalent") from None
     _require(isinstance(spec, dict), "loss", f"{_short(spec)} has no fastrnn equivalent")
     cls_name, cfg = spec.get("class_name"), spec.get("config")
     if cls_name == "function" and isinstance(cfg, str):
         return loss_from_keras(cfg)
     _require(
-        cls_name in _LOSSES and isinstance(cfg, dict),
+        cls_name in LOSSES and isinstance(cfg, dict),
         "loss",
         f"{_short(cls_name)} has no fastrnn equivalent",
     )
+    cls = getattr(losses, cls_name)
+    parameters = inspect.signature(cls.__init__).parameters
     kwargs = {}
     for key, value in cfg.items():
-        if key in ("name", "from_logits"):
+        if key == "dtype":  # fastrnn's losses compute in float64 whatever the inputs
+            _require(
+                value in (None, "float32", "float64"),
+                "loss",
+                f"{cls_name}(dtype={_short(value)}) is not supported by fastrnn",
+            )
+        elif key == "reduction" and value == "auto":  # Keras 2's name for the default
+            kwargs[key] = "sum_over_batch_size"
+        elif key in parameters and key != "self":
             kwargs[key] = value
         else:
             _require(
-                key in _LOSS_FIXED and _one_of(value, _LOSS_FIXED[key]),
+                value is None or value is False,
                 "loss",
                 f"{cls_name}({key}={_short(value)}) is not supported by fastrnn",
             )
-    cls = type(losses.get(_LOSSES[cls_name]))
-    if "from_logits" in kwargs and cls_name in ("MeanSquaredError", "MeanAbsoluteError"):
-        kwargs.pop("from_logits")
     try:
         return cls(**kwargs)
     except Exception as exc:
-        raise _ConfigError(f"loss: fastrnn's {cls.__name__} rejects the config: {exc}") from exc
+        raise _ConfigError(f"loss: fastrnn's {cls_name} rejects the config: {exc}") from exc
 
 
 def loss_to_keras(loss: Any) -> dict:
+    """The Keras serialization of a fastrnn loss (its full config: reduction, label smoothing,
+    ``delta`` ... are never dropped)."""
     cls_name = type(loss).__name__
-    if cls_name not in _LOSSES:
-        raise ValueError(f"Loss {cls_name} has no Keras file mapping.")
-    config = {"name": loss.name, "reduction": "sum_over_batch_size"}
-    if hasattr(loss, "from_logits"):
-        config["from_logits"] = bool(loss.from_logits)
+    if cls_name not in LOSSES:
+        raise ValueError(
+            f"Loss {cls_name} has no Keras file mapping (losses that have: {', '.join(LOSSES)})."
+        )
     return {
         "module": "keras.losses",
         "class_name": cls_name,
-        "config": config,
+        "config": dict(loss.get_config()),
         "registered_name": None,
     }
 
