@@ -60,6 +60,7 @@ from fastrnn.saving._graph import (
     flat_shapes,
     flatten,
     graph_nodes,
+    is_shape,
     keras_order,
     map_structure,
     parse_arguments,
@@ -1563,7 +1564,7 @@ def _sequential_to_keras(model: Any) -> dict:
         else:
             specs.append(layer_to_keras(layer, input_shape=layer_shape))
         out = layer.compute_output_shape(layer_shape)
-        layer_shape = out if _graph_is_shape(out) else out[0]
+        layer_shape = out if is_shape(out) else out[0]
     input_layer = {
         "module": "keras.layers",
         "class_name": "InputLayer",
@@ -1588,10 +1589,6 @@ def _sequential_to_keras(model: Any) -> dict:
         "registered_name": None,
         "build_config": {"input_shape": shape},
     }
-
-
-def _graph_is_shape(value: Any) -> bool:
-    return isinstance(value, tuple) and all(d is None or isinstance(d, int) for d in value)
 
 
 def _recurrent(layers: list) -> list:
