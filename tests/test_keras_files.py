@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,8 +22,9 @@ keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
 from fastrnn import layers as F  # noqa: E402
+from fastrnn import losses as F_LOSSES  # noqa: E402
 from fastrnn import optimizers  # noqa: E402
-from fastrnn.models import Sequential, load_model  # noqa: E402
+from fastrnn.models import Model, Sequential, load_model  # noqa: E402
 from fastrnn.saving import ModelFileError, keras_format  # noqa: E402
 
 L = keras.layers
@@ -775,7 +777,7 @@ def test_keras_training_continues_identically_in_fastrnn(tmp_path, rng):
 
 def test_unknown_compile_objects_load_uncompiled_with_a_warning(tmp_path):
     cases = {
-        "loss": (keras.optimizers.Adam(), keras.losses.Huber(), None),
+        "loss": (keras.optimizers.Adam(), keras.losses.Poisson(), None),
         "optimizer": (keras.optimizers.AdamW(), "mse", None),
         "metric": ("adam", "mse", [keras.metrics.RootMeanSquaredError()]),
     }
@@ -803,6 +805,44 @@ def test_loss_objects_map_both_ways(tmp_path):
     assert back.loss.get_config()["from_logits"] is True
 
 
+LOSS_CASES = [
+    lambda: F_LOSSES.MeanSquaredError(reduction="sum"),
+    lambda: F_LOSSES.MeanAbsoluteError(name="l1"),
+    lambda: F_LOSSES.MeanAbsolutePercentageError(),
+    lambda: F_LOSSES.MeanSquaredLogarithmicError(reduction="mean"),
+    lambda: F_LOSSES.Huber(delta=0.3),
+    lambda: F_LOSSES.LogCosh(),
+    lambda: F_LOSSES.KLDivergence(),
+    lambda: F_LOSSES.BinaryCrossentropy(from_logits=True, label_smoothing=0.2),
+    lambda: F_LOSSES.CategoricalCrossentropy(label_smoothing=0.1, reduction="sum"),
+    lambda: F_LOSSES.SparseCategoricalCrossentropy(from_logits=True, ignore_class=0),
+]
+
+
+@pytest.mark.parametrize("case", range(len(LOSS_CASES)))
+def test_every_loss_is_the_same_loss_in_keras(case, rng):
+    """Each loss fastrnn maps, away from its defaults: Keras deserializes fastrnn's config into
+    a loss with the same value on the same data, and Keras's config reads back into fastrnn's."""
+    ours = LOSS_CASES[case]()
+    spec = json.loads(json.dumps(keras_format.loss_to_keras(ours), allow_nan=False))
+    theirs = keras.losses.deserialize(spec)
+    assert type(theirs).__name__ == type(ours).__name__
+    y_pred = rng.random((B, 4)) + 0.05
+    if type(ours).__name__ == "SparseCategoricalCrossentropy":
+        y_true = rng.integers(0, 4, (B,))
+        y_pred = rng.standard_normal((B, 4))
+    elif type(ours).__name__ == "KLDivergence":
+        y_true = rng.random((B, 4)) + 0.05
+    else:
+        y_true = rng.random((B, 4))
+    expected = float(keras.ops.convert_to_numpy(theirs(y_true, y_pred)))
+    assert float(ours(y_true, y_pred)) == pytest.approx(expected, rel=2e-5)
+    back_spec = json.loads(json.dumps(keras.losses.serialize(theirs)))
+    assert keras_format.loss_from_keras(back_spec).get_config() == ours.get_config() | (
+        {"delta": 1.0} if type(ours).__name__ == "Huber" else {}  # Keras's config drops delta
+    )
+
+
 # ---- what fastrnn cannot honour ----------------------------------------------------------------
 def test_layer_class_fastrnn_lacks_is_named(tmp_path):
     k = keras.Sequential([keras.Input((T, FEATURES)), L.GaussianNoise(0.1), L.LSTM(2)])
@@ -811,12 +851,15 @@ def test_layer_class_fastrnn_lacks_is_named(tmp_path):
         load_model(tmp_path / "k.keras")
 
 
-def test_functional_model_is_named(tmp_path):
+def test_model_class_fastrnn_lacks_is_named(tmp_path):
     inputs = keras.Input((T, FEATURES))
     k = keras.Model(inputs, L.LSTM(2)(inputs))
     k.save(tmp_path / "k.keras")
-    with pytest.raises(ModelFileError, match="'Functional'"):
-        load_model(tmp_path / "k.keras")
+    config = _archive_config(tmp_path / "k.keras")
+    config.update(class_name="MySubclassedModel", registered_name="custom>MySubclassedModel")
+    _rewrite(tmp_path / "k.keras", tmp_path / "c.keras", config_json=json.dumps(config).encode())
+    with pytest.raises(ModelFileError, match=r"c\.keras.*config\.json.*'MySubclassedModel'"):
+        load_model(tmp_path / "c.keras")
 
 
 @pytest.mark.parametrize(
@@ -928,6 +971,16 @@ def test_every_row_is_the_same_layer_in_keras(name, rng):
     as the original layer."""
     make, shape = _row_cases()[name]
     ours = make()
+    if name == "InputLayer":
+        spec = json.loads(json.dumps(keras_format.layer_to_keras(ours), allow_nan=False))
+        theirs = keras.layers.deserialize(spec)
+        assert type(theirs).__name__ == "InputLayer"
+        assert tuple(theirs.batch_shape) == shape and theirs.dtype == "int32"
+        assert theirs.name == ours.name
+        back_spec = json.loads(json.dumps(keras.saving.serialize_keras_object(theirs)))
+        back = keras_format.layer_from_keras(back_spec, "layer", [])
+        assert back.get_config() == ours.get_config()
+        return
     ours.build(shape)
     _randomize_fastrnn_layer(ours, rng)
     spec = json.loads(json.dumps(keras_format.layer_to_keras(ours), allow_nan=False))
@@ -937,11 +990,12 @@ def test_every_row_is_the_same_layer_in_keras(name, rng):
         theirs.build(shape)
     assert [tuple(w.shape) for w in theirs.get_weights()] == [w.shape for w in ours.weights]
     theirs.set_weights(ours.get_weights())
-    x_shape = _concrete(shape)
-    if name == "Embedding":
-        x = rng.integers(0, ours.input_dim, x_shape)
+    if isinstance(shape, list):  # merge layers: a list of inputs
+        x = [rng.standard_normal(_concrete(s)).astype(ours.dtype) for s in shape]
+    elif name == "Embedding":
+        x = rng.integers(0, ours.input_dim, _concrete(shape))
     else:
-        x = rng.standard_normal(x_shape).astype(ours.dtype)
+        x = rng.standard_normal(_concrete(shape)).astype(ours.dtype)
     expected = _outputs(theirs(x))
     got = _outputs(ours(x))
     assert len(got) == len(expected)
@@ -962,3 +1016,381 @@ KERAS_GET_CONFIG_DROPS = {"SimpleRNN": {"seed"}}
 
 def _randomize_fastrnn_layer(layer, rng: np.random.Generator) -> None:
     layer.set_weights([rng.standard_normal(w.shape) * 0.4 for w in layer.get_weights()])
+
+
+# ---- Functional models -----------------------------------------------------------------------
+# Each architecture is written once and built in either framework (``ns``), with every layer
+# named, so that weights compare layer by layer and configs name the same layers.
+KERAS_NS = SimpleNamespace(L=L, Input=keras.Input, Model=keras.Model, Sequential=keras.Sequential)
+FASTRNN_NS = SimpleNamespace(L=F, Input=F.Input, Model=Model, Sequential=Sequential)
+
+
+def _two_in_two_out(ns):
+    """Two inputs, two outputs: masks from Embedding(mask_zero) and Masking through a shared
+    LSTM, Concatenate and Add, a Bidirectional GRU and a nested Sequential."""
+    tok = ns.Input((T,), dtype="int32", name="tok")
+    seq = ns.Input((T, FEATURES), name="seq")
+    emb = ns.L.Embedding(VOCAB, FEATURES, mask_zero=True, name="emb")(tok)
+    masked = ns.L.Masking(name="masking")(seq)
+    shared = ns.L.LSTM(4, return_sequences=True, name="shared")
+    a, b = shared(emb), shared(masked)
+    joined = ns.L.Concatenate(name="joined")([a, b])
+    summed = ns.L.Add(name="summed")([a, b])
+    bi = ns.L.Bidirectional(ns.L.GRU(3, name="bigru"), name="bi")(joined)
+    inner = ns.Sequential(
+        [ns.Input((4,)), ns.L.Dense(3, activation="tanh", name="h"), ns.L.Dense(2, name="o")],
+        name="inner",
+    )
+    score = ns.L.Dense(2, name="score")(bi)
+    label = inner(ns.L.LSTM(4, name="last")(summed))
+    return ns.Model([tok, seq], [score, label])
+
+
+def _merges(ns):
+    """Every merge layer on masked inputs, each feeding a recurrent layer that uses the mask."""
+    tok = ns.Input((T,), dtype="int32", name="tok")
+    seq = ns.Input((T, FEATURES), name="seq")
+    emb = ns.L.Embedding(VOCAB, FEATURES, mask_zero=True, name="emb")(tok)
+    masked = ns.L.Masking(name="masking")(seq)
+    outs = []
+    for cls in ("Add", "Subtract", "Multiply", "Average", "Maximum"):
+        merged = getattr(ns.L, cls)(name=cls.lower())([emb, masked])
+        outs.append(ns.L.SimpleRNN(2, name=f"rnn_{cls.lower()}")(merged))
+    time_joined = ns.L.Concatenate(axis=1, name="in_time")([emb, seq])
+    outs.append(ns.L.GRU(2, name="gru_time")(time_joined))
+    return ns.Model([tok, seq], outs)
+
+
+def _nested_functional(ns):
+    """A Functional model used as a layer, twice (once on a masked input)."""
+    inner_in = ns.Input((T, FEATURES), name="inner_in")
+    hidden = ns.L.Dense(FEATURES, name="inner_dense")(inner_in)
+    inner = ns.Model(
+        inner_in, ns.L.LSTM(3, return_sequences=True, name="inner_lstm")(hidden), name="encoder"
+    )
+    seq = ns.Input((T, FEATURES), name="seq")
+    first = inner(ns.L.Masking(name="masking")(seq))
+    second = inner(ns.L.Dense(FEATURES, name="pre")(seq))
+    out = ns.L.GRU(2, name="gru")(ns.L.Add(name="add")([first, second]))
+    pooled = ns.L.GlobalAveragePooling1D(name="pool")(first)
+    return ns.Model(seq, [out, pooled])
+
+
+def _nested_outputs(ns):
+    """Nested Functional models as outputs (Keras counts their calls from 1 there) and inside a
+    nested Sequential."""
+    enc_in = ns.Input((T, FEATURES), name="enc_in")
+    encoder = ns.Model(enc_in, ns.L.LSTM(2, name="enc_lstm")(enc_in), name="encoder")
+    gru_in = ns.Input((T, FEATURES), name="gru_in")
+    inner = ns.Model(gru_in, ns.L.GRU(2, name="inner_gru")(gru_in), name="inner")
+    wrapped = ns.Sequential(
+        [ns.Input((T, FEATURES)), inner, ns.L.Dense(2, name="after")], name="wrapped"
+    )
+    seq = ns.Input((T, FEATURES), name="seq")
+    first = encoder(ns.L.Dense(FEATURES, name="pre")(seq))
+    return ns.Model(seq, [first, wrapped(seq), encoder(seq)])
+
+
+def _encoder_decoder(ns):
+    """States as outputs and as initial_state, TimeDistributed, Bidirectional merge_mode=None."""
+    seq = ns.Input((T, FEATURES), name="seq")
+    out, h, c = ns.L.LSTM(4, return_sequences=True, return_state=True, name="enc")(
+        ns.L.Masking(name="masking")(seq)
+    )
+    dec = ns.L.LSTM(4, return_sequences=True, name="dec")(
+        ns.L.Dense(FEATURES, name="bridge")(out), initial_state=[h, c]
+    )
+    td = ns.L.TimeDistributed(ns.L.Dense(2, name="per_step"), name="td")(dec)
+    fw, bw = ns.L.Bidirectional(
+        ns.L.SimpleRNN(2, return_sequences=True, name="both"), merge_mode=None, name="bi"
+    )(td)
+    return ns.Model(seq, [ns.L.GlobalAveragePooling1D(name="pool")(fw), bw])
+
+
+def _dict_io(ns):
+    """Inputs and outputs as dicts."""
+    a = ns.Input((T, FEATURES), name="a")
+    b = ns.Input((FEATURES,), name="b")
+    h = ns.L.LSTM(3, name="lstm")(ns.L.Masking(name="masking")(a))
+    x = ns.L.Dense(1, name="x")(ns.L.Concatenate(name="cat")([h, b]))
+    return ns.Model({"a": a, "b": b}, {"x": x, "y": ns.L.Dense(2, name="y")(h)})
+
+
+def _explicit_mask(ns):
+    """A boolean Input given as the mask: kept as an explicit argument."""
+    seq = ns.Input((T, FEATURES), name="seq")
+    keep = ns.Input((T,), dtype="bool", name="keep")
+    h = ns.L.LSTM(3, return_sequences=True, name="lstm")(seq, mask=keep)
+    return ns.Model([seq, keep], ns.L.GRU(2, name="gru")(h))
+
+
+def _two_inputs_data(rng):
+    return [_ids(rng), _floats(rng)]
+
+
+FUNCTIONAL = {
+    "two_in_two_out": (_two_in_two_out, _two_inputs_data),
+    "merges": (_merges, _two_inputs_data),
+    "nested_functional": (_nested_functional, _floats),
+    "nested_outputs": (_nested_outputs, _floats),
+    "encoder_decoder": (_encoder_decoder, _floats),
+    "dict_io": (
+        _dict_io,
+        lambda rng: {"a": _floats(rng), "b": rng.standard_normal((B, FEATURES)).astype("f4")},
+    ),
+    "explicit_mask": (_explicit_mask, lambda rng: [_floats(rng), rng.random((B, T)) < 0.7]),
+}
+
+
+def _named_weights(model, prefix: str = "") -> dict:
+    """Layer path -> weights, for every layer with weights (nested models' layers by path), in
+    either framework."""
+    out = {}
+    for layer in model.layers:
+        if isinstance(layer, (keras.Model, Model)):
+            out.update(_named_weights(layer, f"{prefix}{layer.name}/"))
+        elif layer.weights:
+            out[prefix + layer.name] = [np.asarray(w) for w in layer.get_weights()]
+    return out
+
+
+def _assert_same_named_weights(ours, theirs) -> None:
+    a, b = _named_weights(ours), _named_weights(theirs)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        _assert_same_weights(a[name], b[name])
+
+
+def _flat_predictions(y) -> list[np.ndarray]:
+    if isinstance(y, dict):
+        return [np.asarray(y[k]) for k in sorted(y)]
+    return [np.asarray(v) for v in (y if isinstance(y, (list, tuple)) else [y])]
+
+
+def _assert_functional_predictions(ours, keras_model, x) -> None:
+    got = _flat_predictions(ours.predict(x))
+    expected = _flat_predictions(keras_model.predict(x, verbose=0, batch_size=B))
+    assert len(got) == len(expected)
+    for a, b in zip(got, expected):
+        _assert_predictions(a, b)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL))
+def test_keras_functional_loads_with_identical_weights_and_predictions(name, tmp_path, rng):
+    build, data = FUNCTIONAL[name]
+    k = build(KERAS_NS)
+    _randomize_keras(k, rng)
+    x = data(rng)
+    k.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_model(tmp_path / "k.keras")
+    assert type(m) is Model
+    # Keras's model.layers order, InputLayers included, is what names the HDF5 groups.
+    assert [la.name for la in keras_format.keras_layers(m)] == [la.name for la in k.layers]
+    _assert_same_named_weights(m, k)
+    _assert_functional_predictions(m, k, x)
+    # The weights alone, into the architecture built in fastrnn (whose own layer order may
+    # differ from Keras's), from a .weights.h5 file and from the archive.
+    ours = build(FASTRNN_NS)
+    k.save_weights(tmp_path / "k.weights.h5")
+    ours.load_weights(tmp_path / "k.weights.h5")
+    _assert_same_named_weights(ours, k)
+    _randomize_fastrnn(ours, rng)
+    ours.load_weights(tmp_path / "k.keras")
+    _assert_same_named_weights(ours, k)
+    _assert_functional_predictions(ours, k, x)
+
+
+@pytest.mark.parametrize("name", list(FUNCTIONAL))
+def test_fastrnn_functional_opens_in_keras_as_stock_layers(name, tmp_path, rng):
+    build, data = FUNCTIONAL[name]
+    m = build(FASTRNN_NS)
+    _randomize_fastrnn(m, rng)
+    x = data(rng)
+    m.save(tmp_path / "m.keras")
+    k = keras.models.load_model(tmp_path / "m.keras")
+    assert type(k).__name__ == "Functional"
+    assert [la.name for la in k.layers] == [la.name for la in keras_format.keras_layers(m)]
+    assert all(type(la).__module__.startswith("keras.") for la in k.layers)
+    _assert_same_named_weights(m, k)
+    _assert_functional_predictions(m, k, x)
+    # The config holds the operations Keras records to compute masks (fastrnn writes each
+    # distinct one once) and the layers in Keras's order.
+    theirs = build(KERAS_NS)
+    theirs.save(tmp_path / "theirs.keras")
+    ours_config = _archive_config(tmp_path / "m.keras")["config"]["layers"]
+    keras_config = _archive_config(tmp_path / "theirs.keras")["config"]["layers"]
+
+    def classes(config, ops: bool) -> list[str]:
+        return [
+            spec["class_name"]
+            for spec in config
+            if spec.get("module", "").startswith("keras.src.ops") == ops
+        ]
+
+    assert classes(ours_config, False) == classes(keras_config, False)
+    assert set(classes(ours_config, True)) == set(classes(keras_config, True))
+    # The weights alone into the architecture built in Keras, and the archive back in fastrnn.
+    m.save_weights(tmp_path / "m.weights.h5")
+    theirs.load_weights(tmp_path / "m.weights.h5")
+    _assert_same_named_weights(m, theirs)
+    again = load_model(tmp_path / "m.keras")
+    _assert_same_named_weights(again, m)
+    for a, b in zip(_flat_predictions(again.predict(x)), _flat_predictions(m.predict(x))):
+        np.testing.assert_array_equal(a, b)
+
+
+def _random_graph(ns, seed: int):
+    """A random graph of masked inputs, recurrent, dense and merge layers (the same graph in
+    either framework)."""
+    r = np.random.default_rng(seed)
+    inputs, pool = [], []
+    for i in range(int(r.integers(1, 4))):
+        if r.random() < 0.5:
+            t = ns.Input((T,), dtype="int32", name=f"in{i}")
+            mask_zero = bool(r.random() < 0.7)
+            pool.append(ns.L.Embedding(VOCAB, FEATURES, mask_zero=mask_zero, name=f"e{i}")(t))
+        else:
+            t = ns.Input((T, FEATURES), name=f"in{i}")
+            pool.append(ns.L.Masking(name=f"m{i}")(t) if r.random() < 0.6 else t)
+        inputs.append(t)
+    for j in range(int(r.integers(5, 12))):
+        kind = r.choice(["dense", "lstm", "merge", "concat", "concat", "dropout", "bi"])
+        a = pool[int(r.integers(len(pool)))]
+        b = pool[int(r.integers(len(pool)))]
+        if kind == "dense":
+            y = ns.L.Dense(FEATURES, name=f"d{j}")(a)
+        elif kind == "lstm":
+            y = ns.L.LSTM(FEATURES, return_sequences=True, name=f"l{j}")(a)
+        elif kind == "bi":
+            gru = ns.L.GRU(FEATURES, return_sequences=True)
+            y = ns.L.Bidirectional(gru, merge_mode="sum", name=f"b{j}")(a)
+        elif kind == "dropout":
+            y = ns.L.Dropout(0.1, name=f"p{j}")(a)
+        elif kind == "concat":
+            y = ns.L.Dense(FEATURES, name=f"cd{j}")(ns.L.Concatenate(name=f"c{j}")([a, b]))
+        else:
+            y = getattr(ns.L, ["Add", "Maximum", "Multiply"][int(r.integers(3))])(name=f"x{j}")(
+                [a, b]
+            )
+        pool.append(y)
+    outputs = [ns.L.GRU(2, name=f"out{k}")(pool[-1 - k]) for k in range(min(2, len(pool)))]
+    return ns.Model(inputs, outputs)
+
+
+def test_keras_layer_order_of_random_masked_graphs():
+    """Keras orders a Functional model's layers by depth counting the operations it records to
+    compute masks; fastrnn's order for Keras files must be Keras's on any graph."""
+    differs = 0
+    for seed in range(20):
+        k, m = _random_graph(KERAS_NS, seed), _random_graph(FASTRNN_NS, seed)
+        expected = [la.name for la in k.layers]
+        assert [la.name for la in keras_format.keras_layers(m)] == expected, seed
+        differs += [la.name for la in m.layers] != expected
+    assert differs >= 3  # the graphs exercise the mask operations' effect on the order
+
+
+def _fit(model, x, y, epochs: int):
+    return model.fit(x, y, epochs=epochs, batch_size=B, shuffle=False, verbose=0).history
+
+
+def test_compiled_functional_keras_model_continues_training_in_fastrnn(tmp_path, rng):
+    k = _two_in_two_out(KERAS_NS)
+    _randomize_keras(k, rng)
+    k.compile(
+        keras.optimizers.Adam(0.01),
+        loss={"score": "mse", "inner": "mae"},
+        loss_weights=[1.0, 0.5],
+        metrics={"score": ["mae"]},
+    )
+    x = _two_inputs_data(rng)
+    y = [rng.standard_normal((B, 2)).astype("f4"), rng.standard_normal((B, 2)).astype("f4")]
+    _fit(k, x, y, 2)
+    k.save(tmp_path / "k.keras")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        m = load_model(tmp_path / "k.keras")
+    assert m.compiled and m.optimizer.iterations == 2
+    config = m.get_compile_config()
+    assert config["loss"] == {
+        "score": {"class_name": "MeanSquaredError", "config": m.loss["score"].get_config()},
+        "inner": {"class_name": "MeanAbsoluteError", "config": m.loss["inner"].get_config()},
+    }
+    assert config["loss_weights"] == [1.0, 0.5] and config["metrics"] == {"score": ["mae"]}
+    assert m.optimizer.slots is not None
+    ours = _fit(m, x, y, 2)
+    theirs = _fit(k, x, y, 2)
+    assert sorted(ours) == sorted(theirs)
+    for key in theirs:
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
+    a, b = _named_weights(m), _named_weights(k)
+    for name in a:
+        for u, v in zip(a[name], b[name]):
+            np.testing.assert_allclose(u, v, rtol=0, atol=2e-5, err_msg=name)
+
+
+def test_compiled_functional_fastrnn_model_continues_training_in_keras(tmp_path, rng):
+    m = _two_in_two_out(FASTRNN_NS)
+    _randomize_fastrnn(m, rng)
+    m.compile(
+        optimizers.Adam(0.01),
+        loss={"score": "mse", "inner": "mae"},
+        loss_weights=[1.0, 0.5],
+        metrics={"score": ["mae"]},
+    )
+    x = _two_inputs_data(rng)
+    y = [rng.standard_normal((B, 2)).astype("f4"), rng.standard_normal((B, 2)).astype("f4")]
+    _fit(m, x, y, 2)
+    m.save(tmp_path / "m.keras")
+    k = keras.models.load_model(tmp_path / "m.keras")
+    config = k.get_compile_config()
+    assert config["loss_weights"] == [1.0, 0.5] and config["metrics"] == {"score": ["mae"]}
+    assert {key: spec["class_name"] for key, spec in config["loss"].items()} == {
+        "score": "MeanSquaredError",
+        "inner": "MeanAbsoluteError",
+    }
+    assert int(k.optimizer.iterations) == 2
+    theirs = _fit(k, x, y, 2)
+    ours = _fit(m, x, y, 2)
+    for key in ("loss", "score_loss", "inner_loss", "score_mae"):
+        np.testing.assert_allclose(ours[key], theirs[key], rtol=2e-5, err_msg=key)
+    a, b = _named_weights(m), _named_weights(k)
+    for name in a:
+        for u, v in zip(a[name], b[name]):
+            np.testing.assert_allclose(u, v, rtol=0, atol=2e-5, err_msg=name)
+
+
+def test_hand_made_mask_is_refused(tmp_path):
+    tok = keras.Input((T,), dtype="int32")
+    emb = L.Embedding(VOCAB, FEATURES, mask_zero=True)(tok)
+    k = keras.Model(tok, L.LSTM(3, name="lstm")(emb, mask=keras.ops.not_equal(tok, 5)))
+    k.save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"k\.keras.*'lstm'.*hand-made mask"):
+        load_model(tmp_path / "k.keras")
+
+
+def _nested_mask_merge(ns):
+    """A masked sequence out of a nested model, concatenated with another masked sequence:
+    Keras records a mask that ignores the nested model's."""
+    tok = ns.Input((T,), dtype="int32", name="tok")
+    other = ns.Input((T,), dtype="int32", name="other")
+    inner = ns.Sequential(
+        [
+            ns.Input((T,), dtype="int32"),
+            ns.L.Embedding(VOCAB, FEATURES, mask_zero=True, name="inner_emb"),
+            ns.L.LSTM(FEATURES, return_sequences=True, name="inner_lstm"),
+        ],
+        name="inner",
+    )
+    emb = ns.L.Embedding(VOCAB, FEATURES, mask_zero=True, name="emb")(other)
+    return ns.Model([tok, other], ns.L.GRU(2, name="gru")(ns.L.Concatenate()([inner(tok), emb])))
+
+
+def test_masks_keras_records_differently_from_fastrnn_are_refused(tmp_path):
+    _nested_mask_merge(KERAS_NS).save(tmp_path / "k.keras")
+    with pytest.raises(ModelFileError, match=r"'gru'.*nested models"):
+        load_model(tmp_path / "k.keras")
+    with pytest.raises(ValueError, match=r"save: layer 'gru'.*nested models"):
+        _nested_mask_merge(FASTRNN_NS).save(tmp_path / "m.keras")
+    assert not (tmp_path / "m.keras").exists()

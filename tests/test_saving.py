@@ -4,14 +4,15 @@ compile state, atomic writes and the limits' arguments."""
 from __future__ import annotations
 
 import json
+import warnings
 import zipfile
 
 import numpy as np
 import pytest
 from fastrnn import layers as F
-from fastrnn import optimizers
+from fastrnn import losses, optimizers
 from fastrnn.layers import LAYER_CLASSES
-from fastrnn.models import Sequential, load_model
+from fastrnn.models import Model, Sequential, load_model
 from fastrnn.saving import keras_format, native
 
 T, FEATURES, VOCAB = 5, 3, 11
@@ -120,26 +121,46 @@ NON_DEFAULT = {
         ),
         (None, 2, T, FEATURES),
     ),
+    # Merge layers take a list of shapes; Concatenate away from its default axis.
+    "Add": (lambda: F.Add(dtype="float64", name="plus"), [(None, T, 2), (None, T, 2)]),
+    "Subtract": (lambda: F.Subtract(trainable=False), [(None, 2), (None, 2)]),
+    "Multiply": (lambda: F.Multiply(), [(None, T, 2), (None, T, 2), (None, T, 2)]),
+    "Average": (lambda: F.Average(), [(None, 3), (None, 3)]),
+    "Maximum": (lambda: F.Maximum(), [(None, T, 2), (None, 1, 2)]),
+    "Concatenate": (lambda: F.Concatenate(axis=1), [(None, T, 2), (None, 3, 2)]),
+    # InputLayer: built when created; the shape is its batch shape.
+    "InputLayer": (
+        lambda: F.InputLayer(batch_shape=(4, None, 3), dtype="int32", name="ids"),
+        (4, None, 3),
+    ),
 }
+MODEL_CLASSES = {"Sequential", "Model", "Functional"}
 
 
 def test_every_layer_class_has_a_keras_row():
     """A layer class without a row cannot be written to or read from Keras files: add one to
     fastrnn.saving.keras_format.LAYERS (and a NON_DEFAULT entry here)."""
     rows = {row.fastrnn for row in keras_format.LAYERS}
-    missing = sorted(set(LAYER_CLASSES) - rows)
+    missing = sorted(set(LAYER_CLASSES) - rows - MODEL_CLASSES)
     assert not missing, f"no Keras mapping for {missing}"
-    assert set(NON_DEFAULT) == set(LAYER_CLASSES)
+    assert set(NON_DEFAULT) == set(LAYER_CLASSES) - MODEL_CLASSES
+    # Models used as layers are read and written by keras_format.MODELS.
+    assert {row.fastrnn for row in keras_format.MODELS.values()} == {"Sequential", "Model"}
 
 
 @pytest.mark.parametrize("name", sorted(NON_DEFAULT))
 def test_keras_row_round_trips_the_config(name):
     make, shape = NON_DEFAULT[name]
     layer = make()
-    layer.build(shape)
+    if name != "InputLayer":
+        layer.build(shape)
     spec = json.loads(json.dumps(keras_format.layer_to_keras(layer), allow_nan=False))
     assert spec["class_name"] == keras_format.row_for_layer(layer).keras
-    assert spec["build_config"] == {"input_shape": list(shape)}
+    if name == "InputLayer":
+        assert spec["config"]["batch_shape"] == list(shape)
+    else:
+        want = [list(s) for s in shape] if isinstance(shape, list) else list(shape)
+        assert spec["build_config"] == {"input_shape": want}
     back = keras_format.layer_from_keras(spec, "layer", notes := [])
     assert not notes
     assert type(back) is type(layer)
@@ -349,3 +370,127 @@ def test_layer_without_keras_row_is_named_when_saving(tmp_path):
     model.save(tmp_path / "m.fastrnn")  # fastrnn's own format is unaffected... until loading:
     with pytest.raises(ValueError, match="Custom"):
         load_model(tmp_path / "m.fastrnn")
+
+
+# ---- Functional models --------------------------------------------------------------------------
+def _functional_model() -> Model:
+    """Two inputs, two outputs: a shared LSTM on masked inputs, merges, states handed on as
+    initial_state, a nested Sequential and a nested Functional model (called twice)."""
+    tok = F.Input((T,), dtype="int32", name="tok")
+    seq = F.Input((T, FEATURES), name="seq")
+    emb = F.Embedding(VOCAB, FEATURES, mask_zero=True, name="emb")(tok)
+    masked = F.Masking(name="masking")(seq)
+    shared = F.LSTM(4, return_sequences=True, return_state=True, name="shared")
+    a, h, c = shared(emb)
+    b, _, _ = shared(masked)
+    dec = F.LSTM(4, return_sequences=True, name="dec")(F.Dense(FEATURES)(b), initial_state=[h, c])
+    inner_in = F.Input((T, 4), name="inner_in")
+    encoder = Model(inner_in, F.GRU(3, return_sequences=True)(inner_in), name="encoder")
+    joined = F.Concatenate(name="joined")([encoder(a), encoder(dec)])
+    F.Maximum(name="unused")([a, F.Subtract()([b, dec])])  # outside the outputs' graph
+    head = Sequential([F.Input((6,)), F.Dense(5, activation="tanh"), F.Dense(3)], name="head")
+    score = F.Dense(1, name="score")(F.Bidirectional(F.SimpleRNN(3), name="bi")(joined))
+    label = head(F.GlobalAveragePooling1D()(F.Average()([joined, joined])))
+    return Model([tok, seq], [score, F.Activation("softmax", name="label")(label)], name="two")
+
+
+def _functional_data(rng):
+    tok = rng.integers(1, VOCAB, (7, T))
+    tok[1, 2:] = 0
+    seq = rng.standard_normal((7, T, FEATURES))
+    seq[3, 4:] = 0.0
+    y = [rng.standard_normal((7, 1)), rng.integers(0, 3, (7,))]
+    return [tok, seq], y
+
+
+def _trained_functional(rng):
+    model = _functional_model()
+    model.set_weights([rng.standard_normal(w.shape) * 0.5 for w in model.get_weights()])
+    model.compile(
+        optimizers.Adam(0.01),
+        loss={"score": "mse", "label": "sparse_categorical_crossentropy"},
+        loss_weights={"score": 1.0, "label": 0.3},
+        metrics={"label": ["accuracy"]},
+        weighted_metrics=[["mae"], None],
+    )
+    x, y = _functional_data(rng)
+    model.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0)
+    return model, x, y
+
+
+@pytest.mark.parametrize("suffix", [".fastrnn", ".keras"])
+def test_functional_round_trip_restores_weights_and_training_state(suffix, tmp_path, rng):
+    if suffix == ".keras":
+        pytest.importorskip("h5py")
+    model, x, y = _trained_functional(rng)
+    path = tmp_path / f"model{suffix}"
+    model.save(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_model(path)
+    assert type(loaded) is Model and loaded.name == "two"
+    assert [la.name for la in loaded.layers] == [la.name for la in model.layers]
+    assert loaded.output_names == model.output_names
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(loaded.predict(x), model.predict(x)):
+        np.testing.assert_array_equal(a, b)
+    ours, theirs = loaded.get_compile_config(), model.get_compile_config()
+    for key in ("loss_weights", "metrics", "weighted_metrics", "optimizer"):
+        assert ours[key] == theirs[key], key
+    # Keras files hold loss objects where compile was given names.
+    assert {k: losses.get(v).get_config() for k, v in ours["loss"].items()} == {
+        k: losses.get(v).get_config() for k, v in theirs["loss"].items()
+    }
+    assert loaded.optimizer.iterations == model.optimizer.iterations == 4
+    for a, b in zip(loaded.optimizer.get_state()[1], model.optimizer.get_state()[1]):
+        np.testing.assert_array_equal(a, b)
+    history = [
+        m.fit(x, y, epochs=2, batch_size=4, shuffle=False, verbose=0) for m in (model, loaded)
+    ]
+    assert history[0].history == history[1].history
+    for a, b in zip(loaded.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["w.weights.h5", "w.weights.zip"])
+def test_functional_weights_files_round_trip(name, tmp_path, rng):
+    if name.endswith(".h5"):
+        pytest.importorskip("h5py")
+    model, x, _ = _trained_functional(rng)
+    model.save_weights(tmp_path / name)
+    clone = _functional_model()
+    clone.load_weights(tmp_path / name)
+    for a, b in zip(clone.get_weights(), model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(clone.predict(x), model.predict(x)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_per_output_losses_as_lists_round_trip(tmp_path, rng):
+    """compile's per-output arguments as lists, a None loss included, through .fastrnn."""
+    model = _functional_model()
+    model.compile("sgd", loss=[None, "sparse_categorical_crossentropy"], metrics=[[], ["acc"]])
+    model.save(tmp_path / "m.fastrnn")
+    loaded = load_model(tmp_path / "m.fastrnn")
+    assert loaded.get_compile_config() == model.get_compile_config()
+    x, y = _functional_data(rng)
+    y = [None, y[1]]
+    assert loaded.evaluate(x, y, verbose=0) == model.evaluate(x, y, verbose=0)
+
+
+def test_native_functional_checks_weights_before_building(tmp_path, rng):
+    """A config asking for huge layers is refused from the arrays' headers, before building."""
+    model = _functional_model()
+    model.save(tmp_path / "m.fastrnn")
+    with zipfile.ZipFile(tmp_path / "m.fastrnn") as zf:
+        entries = {info.filename: zf.read(info) for info in zf.infolist()}
+    config = json.loads(entries["config.json"])
+    dense = next(s for s in config["config"]["layers"] if s["name"] == "score")
+    dense["config"]["units"] = 10**9
+    entries["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "big.fastrnn", "w") as zf:
+        for name, data in entries.items():
+            zf.writestr(name, data)
+    with pytest.raises(ValueError, match=r"'score'.*kernel.*\(6, 1000000000\)"):
+        load_model(tmp_path / "big.fastrnn")

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 import pytest
 from fastrnn import layers as F
-from fastrnn.models import Sequential, load_model
+from fastrnn.models import Model, Sequential, load_model
 from fastrnn.saving import ModelFileError
 
 try:
@@ -573,7 +573,7 @@ NATIVE_CASES: dict[str, tuple[Callable, str | None, str]] = {
         r"learning_rate",
     ),
     "unknown loss class": (
-        _edit_json("compile.json", _set(["loss", "class_name"], "Evil")),
+        _edit_json("compile.json", _set(["loss"], {"class_name": "Evil", "config": {}})),
         "compile.json",
         "Evil",
     ),
@@ -918,10 +918,10 @@ KERAS_CASES: dict[str, tuple[Callable, str | None, str]] = {
         "metadata.json",
         "not a fastrnn or Keras",
     ),
-    "model class Functional": (
+    "Sequential config as Functional": (
         _edit_json(CFG, _set(["class_name"], "Functional")),
         CFG,
-        "'Functional'",
+        "no 'input_layers'",
     ),
     "model class missing": (_edit_json(CFG, _pop(["class_name"])), CFG, "class_name"),
     "layers not a list": (_edit_json(CFG, _set(["config", "layers"], "x")), CFG, "config.layers"),
@@ -1505,3 +1505,359 @@ def test_corrupt_wrapped_weights_h5(case, wrapped_files, tmp_path):
     )
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- Functional models: hostile graphs ---------------------------------------------------------
+def _functional_victim() -> Model:
+    """Two inputs (masked), a shared LSTM, a merge, a nested Sequential, two outputs. Its Keras
+    file holds the operations Keras records to compute masks."""
+    tok = F.Input((T,), dtype="int32", name="tok")
+    seq = F.Input((T, FEATURES), name="seq")
+    emb = F.Embedding(11, FEATURES, mask_zero=True, name="emb")(tok)
+    shared = F.LSTM(4, return_sequences=True, name="shared")
+    joined = F.Concatenate(name="joined")([shared(emb), shared(F.Masking(name="masking")(seq))])
+    head = Sequential([F.Input((8,)), F.Dense(2, name="hidden")], name="head")
+    out = head(F.GRU(8, name="gru")(joined))
+    model = Model([tok, seq], [out, F.Dense(1, name="score")(joined)], name="victim3")
+    rng = np.random.default_rng(7)
+    model.set_weights([rng.standard_normal(w.shape) for w in model.get_weights()])
+    return model
+
+
+@pytest.fixture(scope="module")
+def functional_files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("valid_functional")
+    model = _functional_victim()
+    out = {"fastrnn": folder / "valid.fastrnn"}
+    model.save(out["fastrnn"])
+    if h5py is not None:
+        out["keras"] = folder / "valid.keras"
+        model.save(out["keras"])
+    return out
+
+
+def _spec(obj: dict, name: str) -> dict:
+    return next(s for s in obj["config"]["layers"] if s["name"] == name)
+
+
+def _edit_layer(name: str, edit: Callable) -> Callable:
+    """A case builder: ``edit`` changes the config of the layer (or operation) named ``name``."""
+    return _edit_json(CFG, lambda obj: edit(_spec(obj, name)))
+
+
+def _history(spec: dict, node: int = 0, item: int | None = None) -> list:
+    """The ``keras_history`` of the first argument of call ``node`` (item ``item`` of a list)."""
+    arg = spec["inbound_nodes"][node]["args"][0]
+    return (arg if item is None else arg[item])["config"]["keras_history"]
+
+
+def _set_history(name: str, value: list, node: int = 0, item: int | None = None) -> Callable:
+    return _edit_layer(name, lambda s: _history(s, node, item).__setitem__(slice(None), value))
+
+
+def _more_calls(name: str, n: int) -> Callable:
+    return _edit_layer(name, lambda s: s.__setitem__("inbound_nodes", [{}] * n))
+
+
+def _nest_models(depth: int) -> Callable:
+    """Wraps the nested Sequential ``head`` in ``depth`` more Sequential models."""
+
+    def edit(obj):
+        spec = _spec(obj, "head")
+        inner = {k: v for k, v in spec.items() if k not in ("name", "inbound_nodes")}
+        for i in range(depth):
+            config = {"name": f"n{i}", "layers": [inner], "build_input_shape": [None, 8]}
+            inner = {"module": "keras", "class_name": "Sequential", "config": config}
+        spec.update(inner)
+
+    return edit
+
+
+def _graph_cases(flavour: str) -> dict[str, tuple[Callable, str | None, str]]:
+    """Cases common to both formats (the Keras file's graph and fastrnn's own are alike)."""
+    return {
+        "unknown layer in a call": (
+            _set_history("gru", ["nope", 0, 0]),
+            CFG,
+            r"'gru'.*unknown layer 'nope'",
+        ),
+        "node index out of range": (
+            _set_history("gru", ["joined", 3, 0]),
+            CFG,
+            r"call 3 of layer 'joined', which has 1 call",
+        ),
+        "tensor index out of range": (
+            _set_history("gru", ["joined", 0, 2]),
+            CFG,
+            r"output 2 of call 0 of layer 'joined', which has 1 output",
+        ),
+        "negative node index": (
+            _set_history("gru", ["joined", -1, 0]),
+            CFG,
+            r"node index must be an int",
+        ),
+        "huge node index": (
+            _set_history("gru", ["joined", 10**18, 0]),
+            CFG,
+            r"node index must be an int",
+        ),
+        "cycle of two layers": (
+            _set_history("joined", ["gru", 0, 0], item=0),
+            CFG,
+            r"wait on each other \(a cycle\)",
+        ),
+        "call of its own output": (
+            _set_history("gru", ["gru", 0, 0]),
+            CFG,
+            r"'gru'.*uses its own output",
+        ),
+        "duplicate layer names": (
+            _edit_layer("score", lambda s: (s.update(name="gru"), s["config"].update(name="gru"))),
+            CFG,
+            r"layer name 'gru' is used twice",
+        ),
+        "name differs from its config's": (
+            _edit_layer("score", lambda s: s.update(name="other")),
+            CFG,
+            r"named 'score' in its config",
+        ),
+        "unknown non-null call argument": (
+            _edit_layer("gru", lambda s: s["inbound_nodes"][0]["kwargs"].update(constants=[1])),
+            CFG,
+            r"'gru'.*call argument 'constants'",
+        ),
+        "training not a bool": (
+            _edit_layer("gru", lambda s: s["inbound_nodes"][0]["kwargs"].update(training="yes")),
+            CFG,
+            r"training must be true, false or null",
+        ),
+        "two positional arguments": (
+            _edit_layer("score", lambda s: s["inbound_nodes"][0]["args"].append(1)),
+            CFG,
+            r"'score'.*one positional argument, got 2",
+        ),
+        "a list for a layer taking one tensor": (
+            _edit_layer(
+                "score",
+                lambda s: s["inbound_nodes"][0].__setitem__(
+                    "args", [[s["inbound_nodes"][0]["args"][0]] * 2]
+                ),
+            ),
+            CFG,
+            r"'score'.*Dense takes one tensor",
+        ),
+        "one tensor for a merge layer": (
+            _edit_layer(
+                "joined",
+                lambda s: s["inbound_nodes"][0].__setitem__(
+                    "args", [s["inbound_nodes"][0]["args"][0][0]]
+                ),
+            ),
+            CFG,
+            r"'joined'.*takes a list of tensors",
+        ),
+        "declared shape disagrees": (
+            _edit_layer(
+                "score",
+                lambda s: s["inbound_nodes"][0]["args"][0]["config"].update(shape=[None, T, 99]),
+            ),
+            CFG,
+            rf"declares shape \(None, {T}, 99\).*\(None, {T}, 8\)",
+        ),
+        "input_layers missing": (_edit_json(CFG, _pop(["config", "input_layers"])), CFG, "input"),
+        "model input not an InputLayer": (
+            _edit_json(CFG, _set(["config", "input_layers", 0], ["emb", 0, 0])),
+            CFG,
+            r"model inputs must be InputLayers",
+        ),
+        "output of an unknown layer": (
+            _edit_json(CFG, _set(["config", "output_layers", 1], ["nope", 0, 0])),
+            CFG,
+            r"output_layers.*unknown layer 'nope'",
+        ),
+        "InputLayer called": (
+            _edit_layer("tok", lambda s: s.__setitem__("inbound_nodes", [{"args": []}])),
+            CFG,
+            r"InputLayer is not called",
+        ),
+        "InputLayer sparse": (
+            _edit_layer("tok", lambda s: s["config"].update(sparse=True)),
+            CFG,
+            r"sparse",
+        ),
+        "InputLayer complex dtype": (
+            _edit_layer("seq", lambda s: s["config"].update(dtype="complex64")),
+            CFG,
+            r"real numeric dtype",
+        ),
+        "20,001 calls of a layer": (_more_calls("score", 20_001), CFG, r"more than 20000"),
+        "20,001 layers": (
+            _edit_json(CFG, _set(["config", "layers"], [{}] * 20_001)),
+            CFG,
+            r"more than 20000 layer calls",
+        ),
+        "models nested 17 deep": (_edit_json(CFG, _nest_models(17)), CFG, r"nest more than 16"),
+        "gru units 10**9": (
+            _edit_layer("gru", lambda s: s["config"].update(units=10**9)),
+            CFG,
+            r"\(None, 1000000000\)",
+        ),
+        "nested layer units 10**9": (
+            _edit_layer("head", lambda s: s["config"]["layers"][-1]["config"].update(units=10**9)),
+            None,
+            r"shape",
+        ),
+    }
+
+
+FUNCTIONAL_KERAS_CASES = {
+    **_graph_cases("keras"),
+    "Keras operation as a layer input": (
+        _set_history("score", ["any_1", 0, 0]),
+        CFG,
+        r"'score'.*uses the Keras operation 'any_1' as a layer input",
+    ),
+    "model output from a Keras operation": (
+        _edit_json(CFG, _set(["config", "output_layers", 1], ["any_1", 0, 0])),
+        CFG,
+        r"uses the Keras operation 'any_1'",
+    ),
+    "hand-made mask": (
+        _edit_layer("not_equal_1", lambda s: s["inbound_nodes"][0]["args"].__setitem__(1, 5)),
+        CFG,
+        r"'shared'.*hand-made mask",
+    ),
+    "unknown Keras operation": (
+        _edit_layer("any", lambda s: s.update(class_name="Sqrt")),
+        CFG,
+        r"operation 'Sqrt' is not supported",
+    ),
+    "operation config key not understood": (
+        _edit_layer("any", lambda s: s["config"].update(where=[1])),
+        CFG,
+        r"Any config key 'where' is not understood",
+    ),
+    "operation with a bad axis": (
+        _edit_layer("any", lambda s: s["config"].update(axis=9)),
+        CFG,
+        r"axis 9 is out of range",
+    ),
+    "operation called twice": (
+        _edit_layer("any", lambda s: s["inbound_nodes"].append(s["inbound_nodes"][0])),
+        CFG,
+        r"an operation is called once",
+    ),
+}
+
+FUNCTIONAL_NATIVE_CASES = _graph_cases("fastrnn")
+
+H5_FUNCTIONAL_CASES: dict[str, tuple[Callable, str | None, str]] = {
+    "nested model with variables of its own": (
+        _h5_edit(lambda f: f.create_dataset("layers/sequential/vars/0", data=np.zeros(2, "f4"))),
+        rf"{H5}:layers/sequential/vars/0",
+        r"a model has no variables of its own",
+    ),
+    "nested model with an extra group": (
+        _h5_edit(lambda f: f.create_group("layers/sequential/extra")),
+        rf"{H5}:layers/sequential/extra",
+        r"not part of a nested model|the config does not have",
+    ),
+    "nested model's layer missing": (
+        _h5_edit(lambda f: f.__delitem__("layers/sequential/layers/dense")),
+        None,
+        r"no more weights",
+    ),
+    "nested model's layer of another class": (
+        _h5_edit(
+            lambda f: f.move("layers/sequential/layers/dense", "layers/sequential/layers/lstm")
+        ),
+        rf"{H5}:layers/sequential/layers/lstm",
+        r"the config does not have",
+    ),
+    "InputLayer with weights": (
+        _h5_edit(lambda f: f.create_dataset("layers/input_layer/vars/0", data=np.zeros(2, "f4"))),
+        rf"{H5}:layers/input_layer/vars/0",
+        r"has no weights|has 0 weights; the file holds 1",
+    ),
+    "InputLayers swapped": (
+        _h5_edit(lambda f: f.create_dataset("layers/input_layer_2/vars/0", data=np.zeros(2, "f4"))),
+        rf"{H5}:layers/input_layer_2",
+        r"a layer the config does not have",
+    ),
+}
+
+
+def test_functional_valid_files_load(functional_files, rng):
+    """The starting points of the tables below load, so each case fails for its own reason."""
+    tok = rng.integers(0, 11, (3, T))
+    x = [tok, rng.standard_normal((3, T, FEATURES)).astype(np.float32)]
+    reference = _functional_victim()
+    for path in functional_files.values():
+        for a, b in zip(load_model(path).predict(x), reference.predict(x)):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("case", list(FUNCTIONAL_NATIVE_CASES))
+def test_corrupt_functional_fastrnn_file(case, functional_files, tmp_path):
+    build, entry, message = FUNCTIONAL_NATIVE_CASES[case]
+    path = build(functional_files["fastrnn"], tmp_path / "broken.fastrnn")
+    _load_expecting(path, entry, message)
+
+
+@needs_h5py
+@pytest.mark.parametrize("case", list(FUNCTIONAL_KERAS_CASES) + list(H5_FUNCTIONAL_CASES))
+def test_corrupt_functional_keras_archive(case, functional_files, tmp_path):
+    build, entry, message = {**FUNCTIONAL_KERAS_CASES, **H5_FUNCTIONAL_CASES}[case]
+    path = build(functional_files["keras"], tmp_path / "broken.keras")
+    _load_expecting(path, entry, message)
+
+
+@needs_h5py
+@pytest.mark.parametrize("case", list(H5_FUNCTIONAL_CASES))
+def test_corrupt_functional_weights_h5(case, functional_files, tmp_path):
+    """The same HDF5 damage in a .weights.h5 file, loaded into the model built in fastrnn."""
+    build, entry, message = H5_FUNCTIONAL_CASES[case]
+    archive = build(functional_files["keras"], tmp_path / "broken.keras")
+    path = tmp_path / "broken.weights.h5"
+    with zipfile.ZipFile(archive) as zf:
+        path.write_bytes(zf.read(H5))
+    model = _functional_victim()
+    before = model.get_weights()
+    entry = None if entry is None else entry.replace(H5, "broken.weights.h5")
+    message = message.replace("no more weights", "no more weights|holds no array")
+    _load_expecting(path, entry, message, loader=model.load_weights)
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+
+
+@needs_h5py
+def test_keras_masks_fastrnn_carries_itself_may_be_left_out(functional_files, tmp_path, rng):
+    """A call without its recorded mask gets the mask the graph carries, as in Keras."""
+    x = [rng.integers(0, 11, (3, T)), rng.standard_normal((3, T, FEATURES)).astype(np.float32)]
+    reference = _functional_victim().predict(x)
+    for edit in (
+        _edit_layer("gru", lambda s: s["inbound_nodes"][0]["kwargs"].update(mask=None)),
+        _edit_layer("gru", lambda s: s["inbound_nodes"][0].__setitem__("kwargs", {})),
+    ):
+        path = edit(functional_files["keras"], tmp_path / "edited.keras")
+        for a, b in zip(load_model(path).predict(x), reference):
+            np.testing.assert_array_equal(a, b)
+
+
+@needs_h5py
+def test_masks_through_nested_models_are_traced_within_a_bound(tmp_path):
+    """Each level calls the level below twice with masks derived from its own: following the
+    masks would take 2**15 traces; the loader stops at its bound, quickly."""
+    inp = F.Input((None, 2))
+    model = Model(inp, F.Dense(2)(inp))
+    for _ in range(15):
+        x = F.Input((None, 2))
+        doubled = model(F.Concatenate(axis=1)([x, x]))
+        model = Model(x, F.Concatenate(axis=1)([model(x), doubled]))
+    tok = F.Input((None,), dtype="int32")
+    outer = Model(tok, F.LSTM(2, name="lstm")(model(F.Embedding(5, 2, name="emb")(tok))))
+    outer.save(tmp_path / "valid.keras")  # no mask anywhere: cheap to trace
+    build = _edit_layer("emb", lambda s: s["config"].update(mask_zero=True))
+    path = build(tmp_path / "valid.keras", tmp_path / "broken.keras")
+    # tracemalloc slows this pure-Python tracing about fivefold (under a second without it).
+    _load_expecting(path, CFG, r"tracing masks.*more than 20000 calls", seconds=10)

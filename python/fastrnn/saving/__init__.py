@@ -24,7 +24,10 @@ weights in the file before allocating anything. Every problem with a file's cont
 raises ``FileNotFoundError``.
 
 Model classes register themselves with ``register_model`` (``fastrnn.models`` does so for
-``Sequential``); ``config.json`` names the class it was written from.
+``Sequential`` and the Functional ``Model``); ``config.json`` names the class it was written
+from. Functional models' graphs are resolved, their shapes propagated and, for Keras files, their
+recorded masks checked before any layer is built (``fastrnn.saving._graph``; see
+``docs/saving.md``).
 """
 
 from __future__ import annotations
@@ -112,8 +115,9 @@ def save_model(model: Any, filepath: str | os.PathLike) -> None:
 
     Raises:
         ValueError: the model is not built; ``.h5``/``.weights.h5`` names; for ``.keras``, a
-            layer, optimizer or loss without a Keras mapping (or a stateful model whose batch
-            size is unknown).
+            layer, optimizer or loss without a Keras mapping, a stateful model whose batch size
+            is unknown, or a Functional model where Keras would hand a layer another mask than
+            fastrnn does (a masked output of a nested model merged with another masked tensor).
         TypeError: ``filepath`` is not a path.
         ImportError: ``.keras`` without h5py.
 
@@ -171,8 +175,7 @@ def save_weights(model: Any, filepath: str | os.PathLike) -> None:
         )
     if kind == "weights.h5":
         keras_format.h5py_module()
-        for layer in model.layers:
-            keras_format.row_for_layer(layer)
+        keras_format.check_mappable(model)
         _write_atomically(path, lambda f: keras_format.write_weights(model, f))
     else:
         _write_atomically(path, lambda f: native.write_weights(model, f))
@@ -233,10 +236,11 @@ def load_model(
     """Loads a model from a ``.fastrnn`` file or a Keras 3 ``.keras`` archive.
 
     The format is recognised from the content. A Keras archive may hold the layers listed in
-    ``fastrnn.saving.keras_format.LAYERS`` in a ``Sequential`` model; its ``compile_config`` is
-    restored (optimizer state included) when fastrnn has the same optimizer, loss and metrics,
-    else the model is returned uncompiled with a warning, as Keras does with unknown compile
-    objects.
+    ``fastrnn.saving.keras_format.LAYERS`` in a ``Sequential`` or Functional model (several
+    inputs and outputs, shared layers, merge layers, masks, nested models); its
+    ``compile_config`` is restored (per-output losses, loss weights and metrics, optimizer state
+    included) when fastrnn has the same optimizer, losses and metrics, else the model is
+    returned uncompiled with a warning, as Keras does with unknown compile objects.
 
     Args:
         filepath: the file.
@@ -251,9 +255,10 @@ def load_model(
 
     Raises:
         ModelFileError: (a ValueError) anything wrong with the file: not a model file, corrupt,
-            beyond the limits, a config fastrnn cannot honour, a Keras layer fastrnn lacks
-            (named), weights inconsistent with the config or of the wrong dtype. The message
-            names the file and the entry.
+            beyond the limits, a config fastrnn cannot honour, a Keras layer or model class
+            fastrnn lacks (named), a graph that does not resolve (unknown layers, indices out of
+            range, cycles, duplicate names, a mask fastrnn cannot replay), weights inconsistent
+            with the config or of the wrong dtype. The message names the file and the entry.
         FileNotFoundError: no such file.
         ImportError: a Keras archive without h5py (the ``h5`` extra).
         TypeError, ValueError: bad limits.

@@ -13,12 +13,17 @@ laid out by the model's structure::
     optimizer/vars/0, 1, ...      iterations, learning_rate, then the slot variables
 
 ``<layer>`` is the snake_case Keras class name, numbered ``_1``, ``_2`` ... among layers of the
-same class (``lstm``, ``lstm_1``), never the layer's own name. A ``.weights.h5`` file is that
-HDF5 file on its own.
+same class (``lstm``, ``lstm_1``), never the layer's own name, in the order of Keras's
+``model.layers``. A Functional model's layers include its InputLayers (``input_layer``, empty
+groups) and are ordered by Keras's ``map_graph``, which counts the operations Keras records to
+compute masks (``keras_layers`` replays it); a nested model's layers are under its group
+(``layers/sequential/layers/dense/vars/0``). A ``.weights.h5`` file is that HDF5 file on its own.
 
 The mapping is table-driven: ``LAYERS`` has one ``LayerRow`` per layer class (Keras class name,
-fastrnn class, one ``Key`` per config key, where the weights live); ``MODELS`` one reader and
-writer per model class; ``OPTIMIZERS`` one row per optimizer. Adding a layer is adding a row.
+fastrnn class, one ``Key`` per config key, where the weights live, what Keras does with masks);
+``MODELS`` one reader and writer per model class (``Sequential``, ``Functional``); ``OPTIMIZERS``
+one row per optimizer. Adding a layer is adding a row. Functional graphs (their order, masks and
+checks) are ``fastrnn.saving._graph``'s.
 
 Files are untrusted: everything goes through ``SafeZip``/``H5Reader`` bounds, configs are checked
 key by key, and each layer's weights are checked against its config before anything is allocated.
@@ -37,6 +42,31 @@ import numpy as np
 
 from fastrnn.saving._archive import Limits, ModelFileError, SafeZip, check_float_dtype
 from fastrnn.saving._build import Expected, WeightPlan, build_checked
+from fastrnn.saving._graph import (
+    MASK_OPS,
+    MAX_CALLS,
+    MAX_NESTING,
+    Call,
+    Context,
+    Entry,
+    Graph,
+    GraphError,
+    Masking,
+    MaskSimulation,
+    OpSpec,
+    OpValue,
+    Ref,
+    TKey,
+    flat_shapes,
+    flatten,
+    graph_nodes,
+    is_shape,
+    keras_order,
+    map_structure,
+    parse_arguments,
+    parse_graph,
+    run_nested,
+)
 from fastrnn.saving._h5 import H5Reader, h5py_module, write_groups
 
 KERAS_VERSION = "3.15.1"
@@ -257,6 +287,9 @@ class LayerRow:
             rules; it edits the kwargs in place. ``wrapper`` is the Keras class name of the
             layer wrapping this one (``"Bidirectional"``, ``"TimeDistributed"``) or None.
         write: optional hook ``(layer, keras_config, wrapper)``.
+        mask: what Keras's layer does with masks (``fastrnn.saving._graph.Masking.kind``):
+            Functional models need it for Keras's layer order and to check a file's masks.
+        call_mask: Keras's ``call`` takes a ``mask`` argument.
     """
 
     keras: str
@@ -268,6 +301,8 @@ class LayerRow:
     fastrnn_only: frozenset = frozenset({"input_shape"})
     read: Callable | None = None
     write: Callable | None = None
+    mask: str = "none"
+    call_mask: bool = False
     by_keras: dict = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -397,6 +432,7 @@ LAYERS: tuple[LayerRow, ...] = (
             *_none("activity_regularizer", "lora_rank", "quantization_config", write=False),
             Key("lora_alpha", "drop"),
         ),
+        mask="pass",
     ),
     LayerRow(
         "Embedding",
@@ -411,10 +447,20 @@ LAYERS: tuple[LayerRow, ...] = (
             Key("lora_alpha", "drop"),
             Key("input_length", "drop"),  # Keras >= 3.2 accepts and ignores it
         ),
+        mask="embedding",
     ),
-    LayerRow("Masking", "Masking", (Key("mask_value"),)),
-    LayerRow("Dropout", "Dropout", (Key("rate"), Key("noise_shape"), Key("seed"))),
-    LayerRow("SimpleRNN", "SimpleRNN", _RNN_KEYS, weights="cell", read=_rnn_read, write=_rnn_write),
+    LayerRow("Masking", "Masking", (Key("mask_value"),), mask="masking"),
+    LayerRow("Dropout", "Dropout", (Key("rate"), Key("noise_shape"), Key("seed")), mask="pass"),
+    LayerRow(
+        "SimpleRNN",
+        "SimpleRNN",
+        _RNN_KEYS,
+        weights="cell",
+        read=_rnn_read,
+        write=_rnn_write,
+        mask="rnn",
+        call_mask=True,
+    ),
     LayerRow(
         "LSTM",
         "LSTM",
@@ -428,6 +474,8 @@ LAYERS: tuple[LayerRow, ...] = (
         fastrnn_only=frozenset({"input_shape", "use_cudnn"}),
         read=_rnn_read,
         write=_rnn_write,
+        mask="rnn",
+        call_mask=True,
     ),
     LayerRow(
         "GRU",
@@ -442,6 +490,8 @@ LAYERS: tuple[LayerRow, ...] = (
         fastrnn_only=frozenset({"input_shape", "use_cudnn"}),
         read=_rnn_read,
         write=_rnn_write,
+        mask="rnn",
+        call_mask=True,
     ),
     LayerRow(
         "Bidirectional",
@@ -455,6 +505,8 @@ LAYERS: tuple[LayerRow, ...] = (
         weights="children",
         children=_bidirectional_children,
         read=_bidirectional_read,
+        mask="bidirectional",
+        call_mask=True,
     ),
     LayerRow(
         "TimeDistributed",
@@ -463,8 +515,10 @@ LAYERS: tuple[LayerRow, ...] = (
         weights="children",
         children=_time_distributed_children,
         child_shape=_time_distributed_child_shape,
+        mask="pass",
+        call_mask=True,
     ),
-    LayerRow("Activation", "Activation", (Key("activation", "act"),)),
+    LayerRow("Activation", "Activation", (Key("activation", "act"),), mask="pass"),
     LayerRow("RepeatVector", "RepeatVector", (Key("n"),)),
     LayerRow("Flatten", "Flatten", (Key("data_format"),)),
     LayerRow("Reshape", "Reshape", (Key("target_shape"),)),
@@ -474,7 +528,12 @@ LAYERS: tuple[LayerRow, ...] = (
         "MaxPooling1D",
         (Key("pool_size"), Key("strides"), Key("padding"), Key("data_format")),
     ),
-    LayerRow("GlobalAveragePooling1D", "GlobalAveragePooling1D", _GLOBAL_POOLING_KEYS),
+    LayerRow(
+        "GlobalAveragePooling1D",
+        "GlobalAveragePooling1D",
+        _GLOBAL_POOLING_KEYS,
+        call_mask=True,  # Keras's averages over the mask; its output has none
+    ),
     LayerRow("GlobalMaxPooling1D", "GlobalMaxPooling1D", _GLOBAL_POOLING_KEYS),
     LayerRow(
         "Conv1D",
@@ -517,7 +576,19 @@ LAYERS: tuple[LayerRow, ...] = (
         ),
         read=_layer_norm_read,
         write=_layer_norm_write,
+        mask="pass",
     ),
+    # Merge layers: the OR of their inputs' masks when all have one (Concatenate: when any has
+    # one, unmasked inputs counting as all kept). No weights.
+    LayerRow("Add", "Add", (), mask="merge"),
+    LayerRow("Subtract", "Subtract", (), mask="merge"),
+    LayerRow("Multiply", "Multiply", (), mask="merge"),
+    LayerRow("Average", "Average", (), mask="merge"),
+    LayerRow("Maximum", "Maximum", (), mask="merge"),
+    LayerRow("Concatenate", "Concatenate", (Key("axis"),), mask="concatenate"),
+    # InputLayer: its config has no trainable/dtype policy; read and written by
+    # _input_from_keras / _input_to_keras.
+    LayerRow("InputLayer", "InputLayer", ()),
 )
 
 _BY_KERAS = {row.keras: row for row in LAYERS}
@@ -568,6 +639,8 @@ def layer_from_keras(spec: Any, where: str, notes: list[str], wrapper: str | Non
             + f" has no fastrnn equivalent; fastrnn reads {', '.join(sorted(_BY_KERAS))}"
         )
     _require(isinstance(cfg, dict), where, f"config must be a JSON object, got {_short(cfg)}")
+    if class_name == "InputLayer":
+        return _input_from_keras(cfg, where, notes)
     where = f"{where} ({class_name} {str(cfg.get('name'))[:60]!r})"
     kwargs: dict[str, Any] = {}
     for key, value in cfg.items():
@@ -637,6 +710,8 @@ def layer_to_keras(
         ValueError: a layer class or a config key without a Keras mapping.
     """
     row = row_for_layer(layer)
+    if row.keras == "InputLayer":
+        return _input_to_keras(layer)
     fcfg = layer.get_config()
     mapped = {k.argument for k in _BASE_KEYS + row.keys}
     unknown = set(fcfg) - mapped - row.fastrnn_only
@@ -679,11 +754,60 @@ def layer_to_keras(
     return spec
 
 
+_INPUT_KEYS = {"batch_shape", "batch_input_shape", "dtype", "sparse", "ragged", "name", "optional"}
+
+
+def _input_from_keras(cfg: dict, where: str, notes: list[str]) -> Any:
+    """A fastrnn ``InputLayer`` from a Keras InputLayer config."""
+    from fastrnn.layers import InputLayer
+
+    for key, value in cfg.items():
+        if key in ("sparse", "ragged", "optional"):
+            _require(not value, where, f"{key}={_short(value)} inputs are not supported by fastrnn")
+        elif key not in _INPUT_KEYS:
+            _require(value is None, where, f"InputLayer config key {key!r} is not understood")
+    shape = cfg.get("batch_shape", cfg.get("batch_input_shape"))
+    _require(shape is not None, where, "an InputLayer needs batch_shape")
+    batch_shape = _shape(shape, f"{where}.batch_shape")
+    dtype = cfg.get("dtype")
+    if isinstance(dtype, dict):  # a DTypePolicy
+        dtype = _policy_name(dtype, f"{where}.dtype")
+    _require(dtype is None or isinstance(dtype, str), where, f"bad dtype {_short(dtype)}")
+    name = cfg.get("name")
+    _require(name is None or isinstance(name, str), where, f"bad name {_short(name)}")
+    try:
+        return InputLayer(batch_shape=batch_shape, dtype=dtype, name=name)
+    except Exception as exc:
+        raise _ConfigError(f"{where}: fastrnn's InputLayer rejects the config: {exc}") from exc
+
+
+def _input_to_keras(layer: Any) -> dict:
+    return {
+        "module": "keras.layers",
+        "class_name": "InputLayer",
+        "config": {
+            "batch_shape": list(layer.batch_shape),
+            "dtype": layer.dtype.name,
+            "sparse": False,
+            "ragged": False,
+            "name": layer.name,
+            "optional": False,
+        },
+        "registered_name": None,
+    }
+
+
 def weight_groups(layer: Any, path: str) -> list[tuple[str, str, Any]]:
     """``(HDF5 path, vars name, layer whose weights it holds or None)`` for a fastrnn layer.
 
-    The weights of the groups, concatenated in order, are ``layer.weights``.
+    The weights of the groups, concatenated in order, are ``layer.weights`` (for a nested
+    model: its layers' weights in Keras's order, ``keras_weights``).
     """
+    if _is_model(layer):
+        out_: list[tuple[str, str, Any]] = [(path, layer.name, None)]
+        for sub, sub_path in keras_layer_paths(layer, f"{path}/layers"):
+            out_.extend(weight_groups(sub, sub_path))
+        return out_
     row = row_for_layer(layer)
     if row.weights == "vars":
         return [(path, layer.name, layer)]
@@ -792,8 +916,14 @@ def _one_of(value: Any, allowed: tuple) -> bool:
     return False
 
 
-def _keras_to_fastrnn_order(row: OptimizerRow, cfg: dict, n_vars: int) -> list[int]:
-    """For each fastrnn state position, the position of the same array in Keras's list."""
+def _keras_to_fastrnn_order(
+    row: OptimizerRow, cfg: dict, n_vars: int, var_order: list[int] | None = None
+) -> list[int]:
+    """For each fastrnn state position, the position of the same array in Keras's list.
+
+    ``var_order[v]``: the position in Keras's ``trainable_variables`` of fastrnn's trainable
+    weight ``v`` (Functional models order their layers differently; default: the same order).
+    """
     keras_positions = {}
     position = 0
     for group in row.keras_groups(cfg):
@@ -801,7 +931,23 @@ def _keras_to_fastrnn_order(row: OptimizerRow, cfg: dict, n_vars: int) -> list[i
             for slot in group:
                 keras_positions[(v, slot)] = position
                 position += 1
-    return [keras_positions[(v, slot)] for v in range(n_vars) for slot in row.slots(cfg)]
+    order = var_order if var_order is not None else list(range(n_vars))
+    return [keras_positions[(order[v], slot)] for v in range(n_vars) for slot in row.slots(cfg)]
+
+
+def _variable_order(model: Any) -> list[int]:
+    """For each of the model's trainable weights (fastrnn's order), its position in Keras's
+    ``trainable_variables`` (layer by layer in Keras's ``model.layers`` order)."""
+    trainable = model.trainable_weights
+    ids = {id(w) for w in trainable}
+    seen, keras_order_ = set(), []
+    for layer, path in keras_layer_paths(model):
+        for w in keras_weights(layer, path):
+            if id(w) in ids and id(w) not in seen:
+                seen.add(id(w))
+                keras_order_.append(w)
+    position = {id(w): i for i, w in enumerate(keras_order_)}
+    return [position[id(w)] for w in trainable]
 
 
 def optimizer_from_keras(spec: Any) -> tuple[Any, OptimizerRow, dict]:
@@ -861,106 +1007,194 @@ def optimizer_to_keras(optimizer: Any) -> tuple[dict, OptimizerRow]:
     return spec, row
 
 
-# Keras loss names and classes -> fastrnn loss names.
-_LOSSES = {
-    "MeanSquaredError": "mean_squared_error",
-    "MeanAbsoluteError": "mean_absolute_error",
-    "BinaryCrossentropy": "binary_crossentropy",
-    "CategoricalCrossentropy": "categorical_crossentropy",
-    "SparseCategoricalCrossentropy": "sparse_categorical_crossentropy",
-}
-_LOSS_NAMES = {
-    **{v: v for v in _LOSSES.values()},
-    "mse": "mean_squared_error",
-    "mae": "mean_absolute_error",
-}
-_LOSS_FIXED = {
-    "reduction": ("sum_over_batch_size", "auto"),
-    "label_smoothing": (0, 0.0),
-    "axis": (-1,),
-    "ignore_class": (None,),
-    "dtype": (None, "float32"),
-}
+# Keras loss classes fastrnn has: the same class names and config keys (``get_config`` gives
+# Keras's constructor arguments) in both frameworks.
+LOSSES = (
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanSquaredLogarithmicError",
+    "Huber",
+    "LogCosh",
+    "KLDivergence",
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "SparseCategoricalCrossentropy",
+)
 
 
 def loss_from_keras(spec: Any) -> Any:
+    """fastrnn's loss for a Keras loss (a name or a serialized class); ``_ConfigError`` unless
+    fastrnn has the same loss with the same settings."""
+    import inspect
+
     from fastrnn import losses
 
     if isinstance(spec, str):
-        _require(spec in _LOSS_NAMES, "loss", f"{spec!r} has no fastrnn equivalent")
-        return losses.get(_LOSS_NAMES[spec])
+        try:
+            return losses.get(spec)
+        except Exception:
+            raise _ConfigError(f"loss: {spec[:100]!r} has no fastrnn equivalent") from None
     _require(isinstance(spec, dict), "loss", f"{_short(spec)} has no fastrnn equivalent")
     cls_name, cfg = spec.get("class_name"), spec.get("config")
     if cls_name == "function" and isinstance(cfg, str):
         return loss_from_keras(cfg)
     _require(
-        cls_name in _LOSSES and isinstance(cfg, dict),
+        cls_name in LOSSES and isinstance(cfg, dict),
         "loss",
         f"{_short(cls_name)} has no fastrnn equivalent",
     )
+    cls = getattr(losses, cls_name)
+    parameters = inspect.signature(cls.__init__).parameters
     kwargs = {}
     for key, value in cfg.items():
-        if key in ("name", "from_logits"):
+        if key == "dtype":  # fastrnn's losses compute in float64 whatever the inputs
+            _require(
+                value in (None, "float32", "float64"),
+                "loss",
+                f"{cls_name}(dtype={_short(value)}) is not supported by fastrnn",
+            )
+        elif key == "reduction" and value == "auto":  # Keras 2's name for the default
+            kwargs[key] = "sum_over_batch_size"
+        elif key in parameters and key != "self":
             kwargs[key] = value
         else:
             _require(
-                key in _LOSS_FIXED and _one_of(value, _LOSS_FIXED[key]),
+                value is None or value is False,
                 "loss",
                 f"{cls_name}({key}={_short(value)}) is not supported by fastrnn",
             )
-    cls = type(losses.get(_LOSSES[cls_name]))
-    if "from_logits" in kwargs and cls_name in ("MeanSquaredError", "MeanAbsoluteError"):
-        kwargs.pop("from_logits")
     try:
         return cls(**kwargs)
     except Exception as exc:
-        raise _ConfigError(f"loss: fastrnn's {cls.__name__} rejects the config: {exc}") from exc
+        raise _ConfigError(f"loss: fastrnn's {cls_name} rejects the config: {exc}") from exc
 
 
 def loss_to_keras(loss: Any) -> dict:
+    """The Keras serialization of a fastrnn loss (its full config: reduction, label smoothing,
+    ``delta`` ... are never dropped)."""
     cls_name = type(loss).__name__
-    if cls_name not in _LOSSES:
-        raise ValueError(f"Loss {cls_name} has no Keras file mapping.")
-    config = {"name": loss.name, "reduction": "sum_over_batch_size"}
-    if hasattr(loss, "from_logits"):
-        config["from_logits"] = bool(loss.from_logits)
+    if cls_name not in LOSSES:
+        raise ValueError(
+            f"Loss {cls_name} has no Keras file mapping (losses that have: {', '.join(LOSSES)})."
+        )
     return {
         "module": "keras.losses",
         "class_name": cls_name,
-        "config": config,
+        "config": dict(loss.get_config()),
         "registered_name": None,
     }
 
 
-def compile_from_keras(cc: Any) -> tuple[Any, Any, list[str], OptimizerRow, dict]:
-    """(optimizer, loss, metrics, optimizer row, its config); ``_ConfigError`` unless exact."""
+def _per_output(value: Any, what: str, leaf: Callable[[Any], Any]) -> Any:
+    """``value`` (one entry, a list with one per output, or a dict by output name) with
+    ``leaf`` applied to each entry; None entries stay None."""
+    if isinstance(value, list):
+        return [None if v is None else leaf(v) for v in value]
+    if isinstance(value, dict) and "class_name" not in value:
+        _require(all(isinstance(k, str) for k in value), what, "dict keys must be output names")
+        return {k: None if v is None else leaf(v) for k, v in value.items()}
+    return None if value is None else leaf(value)
+
+
+def _loss_weight(value: Any) -> float:
+    _require(
+        isinstance(value, (int, float)) and not isinstance(value, bool),
+        "loss_weights",
+        f"{_short(value)} is not a number",
+    )
+    return float(value)
+
+
+def _metrics_from_keras(value: Any, what: str) -> Any:
+    """A Keras metrics structure (names; a list per output or a dict by output name)."""
     from fastrnn import metrics as metrics_module
 
+    def name(m: Any) -> str:
+        _require(isinstance(m, str), what, f"metric {_short(m)} has no fastrnn equivalent")
+        try:
+            return metrics_module.check(m)
+        except Exception as exc:
+            raise _ConfigError(f"{what}: {exc}") from None
+
+    def entry(v: Any) -> Any:
+        return [name(m) for m in v] if isinstance(v, list) else name(v)
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {str(k): None if v is None else entry(v) for k, v in value.items()}
+    _require(isinstance(value, list), what, f"{_short(value)} is not a list of names")
+    return [None if v is None else entry(v) for v in value]
+
+
+def compile_from_keras(cc: Any) -> tuple[Any, dict, OptimizerRow, dict]:
+    """(optimizer, the other ``compile`` arguments, optimizer row, its config) of a Keras
+    ``compile_config`` (per-output losses, loss weights and metrics included); raises
+    ``_ConfigError`` unless fastrnn has the same optimizer, losses and metrics."""
     _require(isinstance(cc, dict), "compile_config", "must be a JSON object")
     optimizer, row, opt_cfg = optimizer_from_keras(cc.get("optimizer", "rmsprop"))
-    loss = loss_from_keras(cc.get("loss"))
-    for key in ("loss_weights", "weighted_metrics"):
-        _require(cc.get(key) is None, key, f"{_short(cc.get(key))} is not supported by fastrnn")
-    metrics = cc.get("metrics") or []
-    _require(isinstance(metrics, list), "metrics", f"{_short(metrics)} is not a list of names")
-    names = []
-    for m in metrics:
-        _require(isinstance(m, str), "metrics", f"metric {_short(m)} has no fastrnn equivalent")
-        try:
-            names.append(metrics_module.check(m))
-        except Exception as exc:
-            raise _ConfigError(f"metrics: {exc}") from None
-    return optimizer, loss, names, row, opt_cfg
+    kwargs = {
+        "loss": _per_output(cc.get("loss"), "loss", loss_from_keras),
+        "loss_weights": _per_output(cc.get("loss_weights"), "loss_weights", _loss_weight),
+        "metrics": _metrics_from_keras(cc.get("metrics"), "metrics"),
+        "weighted_metrics": _metrics_from_keras(cc.get("weighted_metrics"), "weighted_metrics"),
+    }
+    return optimizer, kwargs, row, opt_cfg
+
+
+def _metric_to_keras(m: Any) -> str:
+    if isinstance(m, str):
+        return m
+    from fastrnn.models import _metric_name
+
+    return _metric_name(m)
 
 
 def compile_to_keras(model: Any) -> tuple[dict, OptimizerRow]:
+    """Keras's ``compile_config`` of a compiled fastrnn model (per-output losses, loss weights
+    and metrics kept in the structure ``compile`` received them in)."""
+    from fastrnn import losses
+
     opt_spec, row = optimizer_to_keras(model.optimizer)
+    given = model._compile_config
+    loss = _per_output(given["loss"], "loss", lambda e: loss_to_keras(losses.get(e)))
+    weights = given.get("loss_weights")
+    if weights is not None:
+        weights = _per_output(weights, "loss_weights", float)
+    metrics: dict[str, Any] = {}
+    for key in ("metrics", "weighted_metrics"):
+        value = given.get(key)
+        if not value:
+            metrics[key] = None
+        elif isinstance(value, dict):
+            metrics[key] = {
+                k: (
+                    None
+                    if v is None
+                    else [_metric_to_keras(m) for m in v]
+                    if isinstance(v, (list, tuple))
+                    else _metric_to_keras(v)
+                )
+                for k, v in value.items()
+            }
+        elif isinstance(value, (list, tuple)):
+            metrics[key] = [
+                None
+                if v is None
+                else [_metric_to_keras(m) for m in v]
+                if isinstance(v, (list, tuple))
+                else _metric_to_keras(v)
+                for v in value
+            ]
+        else:
+            metrics[key] = [_metric_to_keras(value)]
     return {
         "optimizer": opt_spec,
-        "loss": loss_to_keras(model.loss),
-        "loss_weights": None,
-        "metrics": list(model.metrics_names) or None,
-        "weighted_metrics": None,
+        "loss": loss,
+        "loss_weights": weights,
+        "metrics": metrics["metrics"],
+        "weighted_metrics": metrics["weighted_metrics"],
         "run_eagerly": False,
         "steps_per_execution": 1,
         "jit_compile": False,
@@ -968,22 +1202,55 @@ def compile_to_keras(model: Any) -> tuple[dict, OptimizerRow]:
 
 
 # ---- models ------------------------------------------------------------------------------------
-@dataclass
+_FUNCTIONAL = {
+    "module": "keras.src.models.functional",
+    "class_name": "Functional",
+    "registered_name": "Functional",
+}
+_MODEL_CLASS_NAMES = ("Sequential", "Functional", "Model")
+_OP_MODULES = ("keras.src.ops", "keras.ops")
+
+
+@dataclass(eq=False)
 class _Plan:
     """A model read from a Keras config, before any weight exists.
 
     Attributes:
-        layers: unbuilt fastrnn layers, in the order of Keras's ``model.layers``.
-        paths: the HDF5 path of each layer's weights.
-        input_shapes: each layer's input shape (batch first), or None where the layer stays
-            unbuilt (a model without an input shape).
-        assemble: ``assemble(model_class)`` returns the model made of the built ``layers``.
+        layers: in the order of Keras's ``model.layers``: unbuilt fastrnn layers, fastrnn
+            ``InputLayer``s (Functional models) and ``_Plan``s of nested models.
+        paths: the HDF5 group of each, relative to the model's (``layers/lstm``).
+        input_shapes: each layer's input shape (batch first; a list of shapes for merge
+            layers), or None where it needs none (input layers, nested models) or stays
+            unbuilt (a Sequential model without an input shape).
+        assemble: ``assemble(registry)`` returns the model made of the built ``layers``
+            (``registry``: fastrnn's model classes by name).
+        kind: ``"Sequential"`` or ``"Functional"`` (Keras's class).
+        name: the model's name.
+        input_dtype: the dtype of its (first) input.
+        in_shapes, out_shapes, out_dtypes: its inputs' and outputs' shapes and dtypes, flat
+            (a nested model is called like a layer).
+        sim: ``(calls, input keys, output keys, alias)``: its graph, to follow masks through it.
     """
 
     layers: list
     paths: list[str]
-    input_shapes: list[tuple | None]
-    assemble: Callable[[type], Any]
+    input_shapes: list
+    assemble: Callable[[dict], Any]
+    kind: str = "Sequential"
+    name: str | None = None
+    input_dtype: str = "float32"
+    in_shapes: list = field(default_factory=list)
+    out_shapes: list = field(default_factory=list)
+    out_dtypes: list = field(default_factory=list)
+    sim: tuple | None = None
+    shaped: Callable[[tuple], None] | None = None
+    model: Any = None
+
+    def model_for(self, registry: dict) -> Any:
+        """The assembled model (once: a nested model shared by several calls is one model)."""
+        if self.model is None:
+            self.model = self.assemble(registry)
+        return self.model
 
 
 def _shape(value: Any, where: str) -> tuple | None:
@@ -997,14 +1264,204 @@ def _shape(value: Any, where: str) -> tuple | None:
     return tuple(value)
 
 
-def _sequential_from_keras(cfg: Any, notes: list[str]) -> _Plan:
+def _is_model(obj: Any) -> bool:
+    from fastrnn.models import Model
+
+    return isinstance(obj, Model)
+
+
+def _keras_class(obj: Any) -> str:
+    """Keras's class name for a fastrnn layer, model or plan (it names the HDF5 group)."""
+    if isinstance(obj, _Plan):
+        return obj.kind
+    if _is_model(obj):
+        return "Sequential" if type(obj).__name__ == "Sequential" else "Functional"
+    return row_for_layer(obj).keras
+
+
+def _masking(obj: Any) -> Masking:
+    if isinstance(obj, _Plan) or _is_model(obj):
+        # Keras converts a Sequential's inputs to its InputLayer's dtype, not a Functional's.
+        return Masking("model", call_mask=True, convert_inputs=_keras_class(obj) == "Sequential")
+    row = row_for_layer(obj)
+    return Masking(row.mask, row.call_mask)
+
+
+def _input_dtype(obj: Any) -> str | None:
+    """The dtype Keras converts a layer's inputs to."""
+    if isinstance(obj, _Plan):
+        return obj.input_dtype
+    if _is_model(obj):
+        if type(obj).__name__ == "Sequential":
+            tensor = obj._input_tensor
+            return tensor.dtype if tensor is not None else "float32"
+        return None
+    return obj.dtype.name
+
+
+def _flat_shape_list(shape: Any) -> list[tuple]:
+    try:
+        return flat_shapes(shape)
+    except GraphError as exc:
+        raise _ConfigError(str(exc)) from None
+
+
+class _ChainKey:
+    """A tensor in a Sequential model's chain of calls: its shape and dtype."""
+
+    __slots__ = ("dtype", "shape")
+
+    def __init__(self, shape: tuple, dtype: str) -> None:
+        self.shape = tuple(shape)
+        self.dtype = dtype
+
+
+def _chain(layers: list, shape: tuple | None, dtype: str) -> tuple:
+    """``(calls, inputs, outputs, alias)`` of a Sequential model's layers, as a graph."""
+    if shape is None:
+        return [], [], [], {}
+    first = _ChainKey(shape, dtype)
+    x, calls = first, []
+    outs = [first]
+    for layer in layers:
+        if isinstance(layer, _Plan):
+            shapes = [(shape[0],) + tuple(s[1:]) for s in layer.out_shapes]
+            dtypes = list(layer.out_dtypes)
+        else:
+            shapes = _flat_shape_list(layer.compute_output_shape(shape))
+            dtypes = [layer.dtype.name] * len(shapes)
+        outs = [_ChainKey(s, d) for s, d in zip(shapes, dtypes)]
+        calls.append(Call(layer, x, {}, outs, masking=_masking(layer), dtype=_input_dtype(layer)))
+        x, shape = outs[0], shapes[0]
+    return calls, [first], outs, {}
+
+
+def _model_calls(model: Any) -> tuple:
+    """``(calls, inputs, outputs, alias)`` of a fastrnn model's graph (tensors as keys)."""
+    if type(model).__name__ == "Sequential":
+        tensor = model._input_tensor
+        if tensor is None:
+            return [], [], [], {}
+        return _chain(model.layers, tuple(tensor.shape), tensor.dtype)
+    calls = []
+    for t in model._flat_inputs:
+        calls.append(Call(t._keras_history.operation, t, {}, [t], is_input=True))
+    for node in model._run_nodes:
+        layer = node.operation
+        calls.append(
+            Call(
+                layer,
+                node.call_inputs,
+                dict(node.call_kwargs),
+                list(node.output_tensors),
+                masking=_masking(layer),
+                dtype=_input_dtype(layer),
+                where=f"layer {layer.name!r}",
+                entry=node,
+            )
+        )
+    return calls, list(model._flat_inputs), list(model._flat_outputs), {}
+
+
+def _nested(layer: Any, x: Any, previous: Any, simulation: MaskSimulation) -> list:
+    """The masks a nested model's outputs carry when it runs (Keras's eager masks)."""
+    graph = simulation.ops.graphs.get(id(layer))
+    if graph is None:
+        graph = layer.sim if isinstance(layer, _Plan) else _model_calls(layer)
+        simulation.ops.graphs[id(layer)] = graph
+    return run_nested(layer, *graph, previous, simulation)
+
+
+def _ignore(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
+    pass
+
+
+def _write_check(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
+    """Saving: Keras, rebuilding the graph, records the masks it derives; where they differ
+    from what fastrnn carries (a masked tensor out of a nested model merged with others), the
+    file would compute something else."""
+    if call.kwargs.get("mask") is not None or recorded == carried:
+        return
+    raise ValueError(
+        f"save: {call.where} ({type(call.layer).__name__}) would receive another mask in Keras "
+        f"than in fastrnn: {_NESTED_MASKS}. Pass the mask explicitly (mask=...) or restructure "
+        "the model."
+    )
+
+
+def _keras_graph(model: Any, check: Callable = _ignore) -> tuple:
+    """A fastrnn Functional model's graph as Keras builds it: ``(operations in Keras's order,
+    mask operations included; the mask simulation; the calls)``."""
+    ctx = Context()
+    simulation = MaskSimulation(ctx.ops, ctx.dtype_of, _nested, check)
+    calls, inputs, outputs, _ = _model_calls(model)
+    try:
+        simulation.run(calls)
+        producer = graph_nodes(calls, simulation, {})
+        order = keras_order(producer, inputs, outputs, f"model {model.name!r}")
+    except GraphError as exc:
+        raise ValueError(f"Keras files: {exc}") from None
+    return order, simulation, calls
+
+
+def keras_layers(model: Any) -> list:
+    """Keras's ``model.layers`` for a fastrnn model: Sequential's layers; a Functional model's
+    layers, InputLayers included, in Keras's order (counting the mask operations Keras adds to
+    the graph)."""
+    if type(model).__name__ == "Sequential":
+        return list(model.layers)
+    order = _keras_graph(model)[0]
+    return [op for op in order if not isinstance(op, OpValue)]
+
+
+def keras_layer_paths(model: Any, prefix: str = "layers") -> list[tuple[Any, str]]:
+    """``(layer, HDF5 group)`` for each of Keras's ``model.layers``."""
+    layers = keras_layers(model)
+    paths = layer_paths([_keras_class(layer) for layer in layers])
+    return [(layer, prefix + p[len("layers") :]) for layer, p in zip(layers, paths)]
+
+
+def keras_weights(layer: Any, path: str = "") -> list[np.ndarray]:
+    """A layer's (or model's) weight arrays in Keras's order (its HDF5 groups' order)."""
+    seen, out = set(), []
+    for _, _, owner in weight_groups(layer, path or "layer"):
+        for w in [] if owner is None else owner.weights:
+            if id(w) not in seen:
+                seen.add(id(w))
+                out.append(w)
+    return out
+
+
+def check_mappable(model: Any, depth: int = 0) -> None:
+    """Raises ValueError naming the first layer (nested models included) without a Keras row,
+    or for models nested deeper than files may hold."""
+    if depth > MAX_NESTING:
+        raise ValueError(
+            f"Keras files: models nest more than {MAX_NESTING} levels deep (model "
+            f"{model.name!r}); fastrnn does not read such files."
+        )
+    for layer in model.layers:
+        if _is_model(layer):
+            check_mappable(layer, depth + 1)
+        else:
+            row_for_layer(layer)
+
+
+# ---- Sequential ---------------------------------------------------------------------------------
+def _sequential_from_keras(cfg: Any, notes: list[str], ctx: Context | None = None) -> _Plan:
     """The plan of a Keras ``Sequential`` config (InputLayer first, if any)."""
+    ctx = ctx if ctx is not None else Context()
     _require(isinstance(cfg, dict), "config", "the Sequential config must be a JSON object")
     specs = cfg.get("layers")
     _require(isinstance(specs, list), "config.layers", "must be a list")
+    try:
+        ctx.budget.take(len(specs), "config.layers")
+    except GraphError as exc:
+        raise _ConfigError(str(exc)) from None
     name = cfg.get("name")
     _require(name is None or isinstance(name, str), "config.name", "must be a string")
     build_shape = _shape(cfg.get("build_input_shape"), "config.build_input_shape")
+    input_dtype = "float32"
     layers, classes = [], []
     for i, spec in enumerate(specs):
         where = f"config.layers[{i}]"
@@ -1012,41 +1469,77 @@ def _sequential_from_keras(cfg: Any, notes: list[str]) -> _Plan:
             _require(i == 0, where, "an InputLayer can only come first")
             icfg = spec.get("config")
             _require(isinstance(icfg, dict), where, "config must be a JSON object")
-            shape = icfg.get("batch_shape", icfg.get("batch_input_shape"))
-            build_shape = _shape(shape, f"{where}.batch_shape")
-            _require(
-                not icfg.get("sparse") and not icfg.get("ragged"),
-                where,
-                "sparse/ragged inputs are not supported",
-            )
+            input_layer = _input_from_keras(icfg, where, notes)
+            build_shape = tuple(input_layer.batch_shape)
+            input_dtype = input_layer.dtype.name
             continue
-        layer = layer_from_keras(spec, where, notes)
-        legacy = spec["config"].get("batch_input_shape")
-        if not layers and legacy is not None:
-            build_shape = _shape(legacy, f"{where}.batch_input_shape")
+        if isinstance(spec, dict) and spec.get("class_name") in _MODEL_CLASS_NAMES:
+            layer = _nested_plan(spec, where, notes, ctx)
+        else:
+            layer = layer_from_keras(spec, where, notes)
+            legacy = spec["config"].get("batch_input_shape")
+            if not layers and legacy is not None:
+                build_shape = _shape(legacy, f"{where}.batch_input_shape")
         layers.append(layer)
-        classes.append(spec["class_name"])
-    first = next((s for s in specs if s.get("class_name") != "InputLayer"), None)
+        classes.append(_keras_class(layer) if isinstance(layer, _Plan) else spec["class_name"])
+    first = next(
+        (s for s in specs if isinstance(s, dict) and s.get("class_name") != "InputLayer"), None
+    )
     if build_shape is None and first is not None and isinstance(first.get("build_config"), dict):
         # A model built without an InputLayer: its first layer's build_config has the shape.
         build_shape = _shape(first["build_config"].get("input_shape"), "build_config.input_shape")
-    input_shapes: list[tuple | None] = []
-    shape = build_shape
-    for i, layer in enumerate(layers):
-        input_shapes.append(shape)
-        if shape is not None:
-            try:
-                shape = layer.compute_output_shape(shape)
-            except Exception as exc:
-                raise _ConfigError(f"config.layers: layer {i} ({layer.name!r}): {exc}") from exc
+    plan = _Plan(layers, layer_paths(classes), [], lambda registry: None, "Sequential", name)
+    plan.input_dtype = input_dtype
 
-    def assemble(cls: type) -> Any:
-        model = cls(layers, name=name)
-        if build_shape is not None and model.built_input_shape is None:
-            model.build(build_shape)
+    def shaped(shape: tuple | None) -> None:
+        """Propagates an input shape through the layers (a nested model's may come from its
+        call)."""
+        plan.input_shapes = []
+        current = shape
+        for i, layer in enumerate(layers):
+            if isinstance(layer, _Plan):
+                plan.input_shapes.append(None)
+                if current is not None:
+                    _check_call_shapes(layer, [current], f"config.layers[{i}]")
+                    if len(layer.out_shapes) != 1 and i != len(layers) - 1:
+                        raise _ConfigError(
+                            f"config.layers[{i}]: a nested model with several outputs inside "
+                            "a Sequential model"
+                        )
+                    current = (current[0],) + tuple(layer.out_shapes[0][1:])
+                continue
+            plan.input_shapes.append(current)
+            if current is not None:
+                try:
+                    out = _flat_shape_list(layer.compute_output_shape(current))
+                except _ConfigError:
+                    raise
+                except Exception as exc:
+                    raise _ConfigError(f"config.layers: layer {i} ({layer.name!r}): {exc}") from exc
+                current = out[0]
+        if shape is not None:
+            calls, inputs, outputs, alias = _chain(layers, shape, input_dtype)
+            plan.sim = (calls, inputs, outputs, alias)
+            plan.in_shapes = [tuple(shape)]
+            plan.out_shapes = [k.shape for k in outputs]
+            plan.out_dtypes = [k.dtype for k in outputs]
+
+    shaped(build_shape)
+    plan.shaped = shaped if build_shape is None else None
+
+    def assemble(registry: dict) -> Any:
+        cls = registry["Sequential"]
+        model = cls(
+            [item.model_for(registry) if isinstance(item, _Plan) else item for item in layers],
+            name=name,
+        )
+        shape = plan.in_shapes[0] if plan.in_shapes else None
+        if shape is not None and model.built_input_shape is None:
+            model.build(shape, dtype=input_dtype)
         return model
 
-    return _Plan(layers, layer_paths(classes), input_shapes, assemble)
+    plan.assemble = assemble
+    return plan
 
 
 def _sequential_to_keras(model: Any) -> dict:
@@ -1062,15 +1555,25 @@ def _sequential_to_keras(model: Any) -> dict:
                 "a batch first (or build it with a batch dimension)."
             )
         shape[0] = batch
-    dtype = model.layers[0].dtype.name if model.layers else "float32"
+    first = model.layers[0] if model.layers else None
+    dtype = first.dtype.name if first is not None and not _is_model(first) else "float32"
     specs, layer_shape = [], tuple(shape)
     for layer in model.layers:
-        specs.append(layer_to_keras(layer, input_shape=layer_shape))
-        layer_shape = layer.compute_output_shape(layer_shape)
+        if _is_model(layer):
+            specs.append(_nested_to_keras(layer, layer_shape))
+        else:
+            specs.append(layer_to_keras(layer, input_shape=layer_shape))
+        out = layer.compute_output_shape(layer_shape)
+        layer_shape = out if is_shape(out) else out[0]
     input_layer = {
         "module": "keras.layers",
         "class_name": "InputLayer",
-        "config": {"batch_shape": shape, "dtype": dtype, "sparse": False, "name": "input_layer"},
+        "config": {
+            "batch_shape": shape,
+            "dtype": dtype,
+            "sparse": False,
+            "name": "input_layer",
+        },
         "registered_name": None,
     }
     return {
@@ -1092,7 +1595,13 @@ def _recurrent(layers: list) -> list:
     from fastrnn.layers import RNN
     from fastrnn.saving._build import layer_tree
 
-    return [obj for layer in layers for obj in layer_tree(layer) if isinstance(obj, RNN)]
+    out = []
+    for layer in layers:
+        if _is_model(layer):
+            out.extend(_recurrent(layer.layers))
+        else:
+            out.extend(obj for obj in layer_tree(layer) if isinstance(obj, RNN))
+    return out
 
 
 def _stateful(layers: list) -> bool:
@@ -1106,17 +1615,520 @@ def _state_batch(layers: list) -> int | None:
     return None
 
 
-# Keras model class -> (reader, writer). A reader turns the model's Keras config into a _Plan
-# (unbuilt layers, their HDF5 paths and input shapes, how to assemble the model); a writer turns
-# a fastrnn model into its Keras serialization (config.json without compile_config).
-MODELS = {"Sequential": (_sequential_from_keras, _sequential_to_keras)}
+# ---- nested models ------------------------------------------------------------------------------
+def _nested_plan(spec: dict, where: str, notes: list[str], ctx: Context) -> _Plan:
+    """The plan of a model used as a layer (a Sequential or Functional config inside a
+    model's layers)."""
+    class_name = spec.get("class_name")
+    registered = spec.get("registered_name")
+    _require(
+        registered in (None, class_name, "Functional"),
+        where,
+        f"model class {class_name!r} registered as {_short(registered)} is not supported",
+    )
+    _require(ctx.depth < MAX_NESTING, where, f"models nest more than {MAX_NESTING} levels deep")
+    ctx.depth += 1
+    try:
+        cfg = spec.get("config")
+        if class_name == "Sequential":
+            return _sequential_from_keras(cfg, notes, ctx)
+        return _functional_from_keras(cfg, notes, ctx, where=f"{where}.config")
+    except _ConfigError as exc:
+        message = str(exc)
+        if not message.startswith(where):
+            message = f"{where} (nested {class_name}): {message}"
+        raise _ConfigError(message) from None
+    finally:
+        ctx.depth -= 1
+
+
+def _check_call_shapes(plan: _Plan, shapes: list, where: str) -> None:
+    if plan.shaped is not None and not plan.in_shapes:
+        plan.shaped(tuple(shapes[0]))  # a Sequential without an input shape: its first call's
+    _require(bool(plan.in_shapes), where, "a nested model without an input shape")
+    _require(
+        len(shapes) == len(plan.in_shapes),
+        where,
+        f"a nested model with {len(plan.in_shapes)} input(s) is called on {len(shapes)}",
+    )
+    for got, want in zip(shapes, plan.in_shapes):
+        ok = len(got) == len(want) and all(
+            a is None or b is None or a == b for a, b in zip(got[1:], want[1:])
+        )
+        _require(ok, where, f"a nested model expecting inputs {want} is called on {got}")
+
+
+def _nested_to_keras(model: Any, input_shape: Any) -> dict:
+    """The Keras serialization of a fastrnn model used as a layer."""
+    if type(model).__name__ == "Sequential":
+        top = _sequential_to_keras(model)
+        return {
+            "module": "keras",
+            "class_name": "Sequential",
+            "config": top["config"],
+            "registered_name": None,
+            "build_config": top["build_config"],
+        }
+    return {
+        **_FUNCTIONAL,
+        "config": _functional_config(model),
+        "build_config": {"input_shape": None},
+    }
+
+
+# ---- Functional ---------------------------------------------------------------------------------
+_CALL_KWARGS = {"mask", "training", "initial_state"}
+
+
+def _parse_nodes(spec: dict, where: str, kind: str) -> list:
+    nodes = spec.get("inbound_nodes", [])
+    _require(isinstance(nodes, list), where, "inbound_nodes must be a list")
+    _require(len(nodes) <= MAX_CALLS, where, f"more than {MAX_CALLS} calls of one layer")
+    out = []
+    for k, node in enumerate(nodes):
+        here = f"{where}.inbound_nodes[{k}]"
+        _require(
+            isinstance(node, dict) and isinstance(node.get("args"), list),
+            here,
+            "a call must be an object with an 'args' list (Keras 3's format)",
+        )
+        kwargs = node.get("kwargs", {})
+        _require(isinstance(kwargs, dict), here, "kwargs must be an object")
+        try:
+            args = parse_arguments(node["args"], f"{here}.args")
+            kw = parse_arguments(kwargs, f"{here}.kwargs")
+        except GraphError as exc:
+            raise _ConfigError(str(exc)) from None
+        if kind == "op":
+            _require(all(v is None for v in kw.values()), here, "an operation takes no kwargs")
+            kw = {}
+        else:
+            _require(
+                len(args) == 1, here, f"a layer call takes one positional argument, got {len(args)}"
+            )
+            for key in list(kw):
+                if key not in _CALL_KWARGS:
+                    _require(
+                        kw[key] is None,
+                        here,
+                        f"call argument {key!r} = {_short(kw[key])} is not understood by fastrnn",
+                    )
+                    del kw[key]
+            training = kw.get("training")
+            _require(
+                training is None or isinstance(training, bool),
+                here,
+                f"training must be true, false or null, got {_short(training)}",
+            )
+            if kw.get("initial_state") is not None:
+                _require(
+                    all(isinstance(r, Ref) for r in flatten(kw["initial_state"])),
+                    here,
+                    "initial_state must be tensors",
+                )
+            else:
+                kw.pop("initial_state", None)
+            if kw.get("mask") is not None:
+                _require(
+                    all(r is None or isinstance(r, Ref) for r in flatten(kw["mask"])),
+                    here,
+                    "mask must be tensors or null",
+                )
+        out.append((args, kw, here))
+    return out
+
+
+def _op_entry(spec: dict, where: str, position: int, name: str) -> Entry:
+    class_name = spec["class_name"]
+    row = MASK_OPS.get(class_name)
+    _require(
+        row is not None,
+        where,
+        f"Keras operation {class_name[:100]!r} is not supported by fastrnn (it reads the "
+        f"operations Keras records to compute masks: {', '.join(sorted(MASK_OPS))})",
+    )
+    cfg = spec.get("config")
+    _require(isinstance(cfg, dict), where, "config must be a JSON object")
+    config = {}
+    for key, value in cfg.items():
+        if key == "name":
+            continue
+        _require(key in row[0], where, f"{class_name} config key {key!r} is not understood")
+        if key == "axis":
+            _require(
+                isinstance(value, int) and not isinstance(value, bool) and -32 <= value < 32,
+                where,
+                f"bad axis {_short(value)}",
+            )
+        elif key == "keepdims":
+            _require(isinstance(value, bool), where, f"bad keepdims {_short(value)}")
+        elif key == "dtype":
+            _require(value == "bool", where, f"{class_name} with dtype {_short(value)}")
+        config[key] = value
+    _require(set(config) == set(row[0]), where, f"{class_name} config needs {sorted(row[0])}")
+    nodes = _parse_nodes(spec, where, "op")
+    _require(len(nodes) == 1, where, f"an operation is called once, got {len(nodes)} calls")
+    return Entry(name, "op", OpSpec(class_name, config), nodes, position, where)
+
+
+def _functional_entry(
+    spec: Any, where: str, position: int, notes: list[str], ctx: Context
+) -> Entry:
+    _require(isinstance(spec, dict), where, f"a layer must be a JSON object, got {_short(spec)}")
+    class_name, name = spec.get("class_name"), spec.get("name")
+    _require(isinstance(class_name, str), where, f"bad class_name {_short(class_name)}")
+    _require(isinstance(name, str) and 0 < len(name) <= 200, where, f"bad name {_short(name)}")
+    cfg = spec.get("config")
+    module = spec.get("module")
+    where = f"{where} ({class_name[:60]} {name[:60]!r})"
+    if isinstance(module, str) and module.startswith(_OP_MODULES):
+        return _op_entry(spec, where, position, name)
+    if class_name == "InputLayer":
+        _require(isinstance(cfg, dict), where, "config must be a JSON object")
+        layer = _input_from_keras(cfg, where, notes)
+        _require(layer.name == name, where, f"the InputLayer is named {layer.name!r} in its config")
+        _require(not spec.get("inbound_nodes"), where, "an InputLayer is not called")
+        return Entry(name, "input", layer, [], position, where, dtype=layer.dtype.name)
+    if class_name in _MODEL_CLASS_NAMES:
+        plan = _nested_plan(spec, where, notes, ctx)
+        _require(
+            plan.name in (None, name), where, f"the model is named {plan.name!r} in its config"
+        )
+        functional = plan.kind == "Functional"
+        return Entry(
+            name,
+            "model",
+            plan,
+            _parse_nodes(spec, where, "model"),
+            position,
+            where,
+            functional=functional,
+            masking=_masking(plan),
+            dtype=list(plan.out_dtypes),
+            input_dtype=None if functional else plan.input_dtype,
+        )
+    layer = layer_from_keras(spec, where, notes)
+    _require(layer.name == name, where, f"the layer is named {layer.name!r} in its config")
+    return Entry(
+        name,
+        "layer",
+        layer,
+        _parse_nodes(spec, where, "layer"),
+        position,
+        where,
+        masking=_masking(layer),
+        dtype=layer.dtype.name,
+        input_dtype=layer.dtype.name,
+    )
+
+
+def _call_shapes(entry: Entry, x_shape: Any, where: str) -> list:
+    """The flat output shapes of a call (the layer's ``compute_output_shape``)."""
+    obj = entry.obj
+    if isinstance(obj, _Plan):
+        shapes = x_shape if isinstance(x_shape, list) else [x_shape]
+        _check_call_shapes(obj, shapes, where)
+        batch = shapes[0][0]
+        return [(batch,) + tuple(s[1:]) for s in obj.out_shapes]
+    if isinstance(x_shape, list) and not getattr(obj, "_takes_list", False):
+        raise _ConfigError(f"{where}: {type(obj).__name__} takes one tensor, the call gives a list")
+    if not isinstance(x_shape, list) and getattr(obj, "_takes_list", False):
+        raise _ConfigError(f"{where}: {type(obj).__name__} takes a list of tensors")
+    try:
+        return _flat_shape_list(obj.compute_output_shape(x_shape))
+    except _ConfigError:
+        raise
+    except Exception as exc:
+        raise _ConfigError(
+            f"{where}: {type(obj).__name__} {obj.name!r} cannot take inputs of shape "
+            f"{x_shape}: {exc}"
+        ) from None
+
+
+_NESTED_MASKS = (
+    "Keras records masks derived without looking into nested models, while fastrnn carries "
+    "the masks nested models compute"
+)
+
+
+def _read_check(call: Call, recorded: Any, carried: Any, derived: Any) -> None:
+    """Reading: a file's recorded mask must be the one fastrnn carries (then it is dropped) or a
+    plain tensor (kept as an explicit ``mask`` argument)."""
+    if call.decided:  # the same call again, inside a nested model receiving masks
+        if "mask" in call.keep or recorded == carried:
+            return
+        raise _ConfigError(
+            f"{call.where}: the mask the file records for this call differs from the mask "
+            f"fastrnn carries when the model around it passes a mask in: {_NESTED_MASKS}"
+        )
+    call.decided = True
+    if recorded == carried:
+        return  # the mask Keras derives: fastrnn carries it along the graph itself
+    if not any(isinstance(v, OpValue) for v in flatten(recorded)):
+        call.keep["mask"] = call.kwargs["mask"]  # a tensor given as the mask: kept
+        return
+    if recorded == derived:
+        raise _ConfigError(
+            f"{call.where}: the mask the file records for this call differs from the mask "
+            f"fastrnn carries: {_NESTED_MASKS}"
+        )
+    raise _ConfigError(
+        f"{call.where}: the mask argument is computed by Keras operations other than the ones "
+        "Keras derives from the layers (a hand-made mask); fastrnn carries masks along the "
+        "graph itself and cannot replay it"
+    )
+
+
+def _functional_from_keras(
+    cfg: Any, notes: list[str], ctx: Context | None = None, where: str = "config"
+) -> _Plan:
+    """The plan of a Keras ``Functional`` config: its layers in Keras's order, each built from
+    its first call's input shapes (propagated through the graph), and how to replay the graph
+    on the built layers."""
+    ctx = ctx if ctx is not None else Context()
+    _require(isinstance(cfg, dict), where, "the Functional config must be a JSON object")
+    name = cfg.get("name")
+    _require(name is None or isinstance(name, str), f"{where}.name", "must be a string")
+    trainable = cfg.get("trainable", True)
+    _require(isinstance(trainable, bool), f"{where}.trainable", "must be true or false")
+    scope = object()
+    try:
+        graph = parse_graph(
+            cfg,
+            where,
+            lambda spec, here, position: _functional_entry(spec, here, position, notes, ctx),
+            _call_shapes,
+            ctx,
+            scope,
+        )
+        for call in graph.calls:
+            if not (call.is_input or call.is_op):
+                call.keep = {
+                    k: v
+                    for k, v in call.kwargs.items()
+                    if k != "mask" and not (k == "training" and not v)
+                }
+        simulation = MaskSimulation(ctx.ops, ctx.dtype_of, _nested, _read_check)
+        simulation.run(graph.calls, graph.alias)
+        producer = graph_nodes(graph.calls, simulation, graph.alias)
+        order = keras_order(producer, flatten(graph.inputs), flatten(graph.outputs), where)
+    except GraphError as exc:
+        raise _ConfigError(str(exc)) from None
+    layers = [op for op in order if not isinstance(op, OpValue)]
+    entry_of = {id(e.obj): e for e in graph.entries}
+    input_shapes = [
+        entry_of[id(obj)].build_shape if entry_of[id(obj)].kind == "layer" else None
+        for obj in layers
+    ]
+    plan = _Plan(
+        layers,
+        layer_paths([_keras_class(obj) for obj in layers]),
+        input_shapes,
+        lambda registry: None,
+        "Functional",
+        name,
+    )
+    in_keys, out_keys = flatten(graph.inputs), flatten(graph.outputs)
+    plan.input_dtype = graph.dtypes[in_keys[0]]
+    plan.in_shapes = [graph.shapes[k] for k in in_keys]
+    plan.out_shapes = [graph.shapes[k] for k in out_keys]
+    plan.out_dtypes = [graph.dtypes[k] for k in out_keys]
+    plan.sim = (graph.calls, in_keys, out_keys, graph.alias)
+
+    def assemble(registry: dict) -> Any:
+        return _replay(graph, registry, registry["Model"], name, trainable)
+
+    plan.assemble = assemble
+    return plan
+
+
+def _replay(graph: Graph, registry: dict, cls: type, name: str | None, trainable: bool) -> Any:
+    """Calls the built layers on symbolic tensors as the graph says, and makes the model."""
+    from fastrnn.layers.base import flatten as fastrnn_flatten
+
+    tensors: dict = {}
+
+    def tensor(v: Any) -> Any:
+        return tensors[v] if isinstance(v, TKey) else v
+
+    for call in graph.calls:
+        if call.is_op:
+            continue
+        if call.is_input:
+            tensors[call.outputs[0]] = call.layer._inbound_nodes[0].outputs
+            continue
+        layer = call.layer
+        if isinstance(layer, _Plan):
+            layer = layer.model_for(registry)
+        x = map_structure(tensor, call.x)
+        kwargs = {k: map_structure(tensor, v) for k, v in call.keep.items()}
+        try:
+            out = layer(x, **kwargs)
+        except Exception as exc:
+            raise _ConfigError(f"{call.where}: replaying the call fails: {exc}") from exc
+        flat = fastrnn_flatten(out)
+        if len(flat) != len(call.outputs):
+            raise _ConfigError(
+                f"{call.where}: the call gives {len(flat)} outputs; {len(call.outputs)} expected"
+            )
+        tensors.update(zip(call.outputs, flat))
+    inputs = map_structure(tensor, graph.inputs)
+    outputs = map_structure(tensor, graph.outputs)
+    return cls(inputs, outputs, name=name, trainable=trainable)
+
+
+def _op_names(ops: list, classes: list[str], taken: set) -> dict:
+    """Keras-style names for mask operations (``not_equal``, ``logical_or_1`` ...), unique among
+    the model's layers."""
+    used = set(taken)
+    counts: dict[str, int] = {}
+    out = {}
+    for op, class_name in zip(ops, classes):
+        base = keras_snake(class_name)
+        n = counts.get(base, 0)
+        name = base if n == 0 else f"{base}_{n}"
+        while name in used:
+            n += 1
+            name = f"{base}_{n}"
+        counts[base] = n + 1
+        used.add(name)
+        out[op] = name
+    return out
+
+
+def _functional_config(model: Any) -> dict:
+    """Keras's Functional config of a fastrnn model: operations in Keras's order, each layer with
+    its calls (node indices count only the model's own calls of a layer), and the mask
+    operations Keras records, as Keras writes them."""
+    from fastrnn.layers import InputLayer, KerasTensor
+
+    order, simulation, calls = _keras_graph(model, _write_check)
+    ops = simulation.ops
+    own = model._graph_node_ids
+    layers = [op for op in order if not isinstance(op, OpValue)]
+    reindex: dict = {}
+    for layer in layers:
+        kept = [i for i, n in enumerate(layer._inbound_nodes) if id(n) in own]
+        reindex.update({(id(layer), old): new for new, old in enumerate(kept)})
+    mask_ops = [op for op in order if isinstance(op, OpValue)]
+    op_names = _op_names(
+        mask_ops, [ops.specs[op.index][0] for op in mask_ops], {layer.name for layer in layers}
+    )
+    recorded = {id(call.entry): simulation.recorded.get(id(call)) for call in calls}
+
+    def ref(t: Any, io: bool = False) -> list:
+        layer, node, index = t._keras_history
+        node = reindex.get((id(layer), node), node)
+        if io and _keras_class(layer) == "Functional":
+            node += 1  # Keras counts a node its Functional models no longer create
+        return [layer.name, node, index]
+
+    def serialized(value: Any) -> Any:
+        if isinstance(value, KerasTensor):
+            return {
+                "class_name": "__keras_tensor__",
+                "config": {
+                    "shape": list(value.shape),
+                    "dtype": value.dtype,
+                    "keras_history": ref(value),
+                },
+            }
+        if isinstance(value, OpValue):
+            return {
+                "class_name": "__keras_tensor__",
+                "config": {
+                    "shape": list(ops.shape(value)),
+                    "dtype": "bool",
+                    "keras_history": [op_names[value], 0, 0],
+                },
+            }
+        if isinstance(value, (list, tuple)):
+            return [serialized(v) for v in value]
+        if isinstance(value, dict):
+            return {k: serialized(v) for k, v in value.items()}
+        if isinstance(value, (np.integer, np.floating, np.bool_)):
+            return value.item()
+        return value
+
+    specs = []
+    for op in order:
+        if isinstance(op, OpValue):
+            class_name, cfg, args = ops.specs[op.index]
+            name = op_names[op]
+            specs.append(
+                {
+                    "module": "keras.src.ops.numpy",
+                    "class_name": class_name,
+                    "config": {"name": name, **cfg},
+                    "registered_name": class_name,
+                    "name": name,
+                    "inbound_nodes": [{"args": serialized(list(args)), "kwargs": {}}],
+                }
+            )
+            continue
+        layer = op
+        nodes = [n for n in layer._inbound_nodes if id(n) in own and not n.is_input]
+        shape = None
+        if nodes:
+            shape = map_structure(lambda t: tuple(t.shape), nodes[0].call_inputs)
+        if isinstance(layer, InputLayer):
+            spec = _input_to_keras(layer)
+        elif _is_model(layer):
+            spec = _nested_to_keras(layer, shape)
+        else:
+            spec = layer_to_keras(layer, input_shape=shape)
+        spec["name"] = layer.name
+        spec["inbound_nodes"] = []
+        for n in nodes:
+            kwargs = n.call_kwargs
+            if not kwargs and recorded.get(id(n)) is not None:
+                # The mask Keras would record when rebuilding the graph, written as Keras does
+                # (then Keras adds no other mask operations to the graph).
+                kwargs = {"mask": recorded[id(n)]}
+            spec["inbound_nodes"].append(
+                {"args": [serialized(n.call_inputs)], "kwargs": serialized(kwargs)}
+            )
+        specs.append(spec)
+    return {
+        "name": model.name,
+        "trainable": bool(model.trainable),
+        "layers": specs,
+        "input_layers": map_structure(lambda t: ref(t, io=True), model._inputs_struct),
+        "output_layers": map_structure(lambda t: ref(t, io=True), model._outputs_struct),
+    }
+
+
+def _functional_to_keras(model: Any) -> dict:
+    return {
+        **_FUNCTIONAL,
+        "config": _functional_config(model),
+        "build_config": {"input_shape": None},
+    }
+
+
+@dataclass(frozen=True)
+class _ModelRow:
+    """A model class in both frameworks: the reader of its Keras config (into a ``_Plan``),
+    the writer of a fastrnn model, and fastrnn's class (by registered name)."""
+
+    read: Callable
+    write: Callable
+    fastrnn: str
+
+
+# Keras model class -> its row; a fastrnn model class's name -> the same rows for writing.
+MODELS = {
+    "Sequential": _ModelRow(_sequential_from_keras, _sequential_to_keras, "Sequential"),
+    "Functional": _ModelRow(_functional_from_keras, _functional_to_keras, "Model"),
+    "Model": _ModelRow(_functional_from_keras, _functional_to_keras, "Model"),
+}
 
 
 # ---- writing -------------------------------------------------------------------------------------
 def _model_groups(model: Any) -> list[tuple[str, str | None, list[np.ndarray]]]:
-    rows = [row_for_layer(layer) for layer in model.layers]
+    check_mappable(model)
     groups: list[tuple[str, str | None, list[np.ndarray]]] = [("", model.name, [])]
-    for layer, path in zip(model.layers, layer_paths([r.keras for r in rows])):
+    for layer, path in keras_layer_paths(model):
         for group_path, name, owner in weight_groups(layer, path):
             groups.append((group_path, name, [] if owner is None else owner.weights))
     return groups
@@ -1135,7 +2147,7 @@ def _optimizer_group(model: Any) -> tuple[str, str, list[np.ndarray]] | None:
     ]
     if optimizer.slots is not None:
         n_vars = len(model.trainable_weights)
-        order = _keras_to_fastrnn_order(row, cfg, n_vars)
+        order = _keras_to_fastrnn_order(row, cfg, n_vars, _variable_order(model))
         if len(flat) != len(order):
             raise ValueError(
                 f"save: {type(optimizer).__name__} holds {len(flat)} state arrays; the Keras "
@@ -1178,10 +2190,11 @@ def model_config(model: Any) -> dict:
     entry = MODELS.get(type(model).__name__)
     if entry is None:
         raise ValueError(
-            f"save: {type(model).__name__} models cannot be written as Keras files yet "
-            f"(supported: {', '.join(MODELS)})."
+            f"save: {type(model).__name__} models cannot be written as Keras files (supported: "
+            "Sequential and Model)."
         )
-    config = entry[1](model)
+    check_mappable(model)
+    config = entry.write(model)
     if model.compiled:
         config["compile_config"] = compile_to_keras(model)[0]
     return config
@@ -1209,8 +2222,7 @@ def write_archive(model: Any, fileobj: Any) -> None:
 
 def write_weights(model: Any, fileobj: Any) -> None:
     """Writes a Keras ``.weights.h5`` file (layers, and the optimizer's state when compiled)."""
-    for layer in model.layers:
-        row_for_layer(layer)
+    check_mappable(model)
     _write_h5(model, fileobj, include_optimizer=True)
 
 
@@ -1241,14 +2253,27 @@ def _check_nested_groups(reader: H5Reader, group_paths: list[str]) -> None:
 
     A wrapped layer's group is named after the wrapper's attribute (``layer``), not its class,
     so weights written for another wrapped class (``time_distributed/layer/cell`` for a config
-    wrapping a Dense) would otherwise be ignored silently.
+    wrapping a Dense) would otherwise be ignored silently. Groups between a layer's groups (a
+    nested model's ``layers``) may hold only those groups.
     """
+    if not group_paths:
+        return
+    root = group_paths[0]
     names = set(group_paths)
-    for path in group_paths:
+    children: dict[str, set[str]] = {path: set() for path in group_paths}
+    for path in group_paths[1:]:
+        parent, _, child = path.rpartition("/")
+        while True:
+            known = parent in children
+            children.setdefault(parent, set()).add(child)
+            if known or not parent.startswith(root + "/"):
+                break
+            parent, _, child = parent.rpartition("/")
+    for path, expected in children.items():
         group = reader.group(path, required=False)
         if group is None:
             continue
-        allowed = {"vars"} | {q[len(path) + 1 :] for q in names if q.rpartition("/")[0] == path}
+        allowed = expected | ({"vars"} if path in names else set())
         extra = sorted(set(reader.keys(group, path)) - allowed)
         if extra:
             raise reader.fail(
@@ -1257,23 +2282,37 @@ def _check_nested_groups(reader: H5Reader, group_paths: list[str]) -> None:
             )
 
 
+def _model_roots(layer: Any, path: str) -> set[str]:
+    """The groups of a (nested) model itself, which hold no arrays."""
+    if not _is_model(layer):
+        return set()
+    roots = {path}
+    for sub, sub_path in keras_layer_paths(layer, f"{path}/layers"):
+        roots |= _model_roots(sub, sub_path)
+    return roots
+
+
 def _layer_expected(reader: H5Reader, layer: Any, path: str) -> tuple[list[Expected], list]:
     expected, nodes = [], []
     groups = weight_groups(layer, path)
     _check_nested_groups(reader, [group_path for group_path, _, _ in groups])
+    roots = _model_roots(layer, path)
     for group_path, _, _owner in groups:
-        for node_path, node in reader.vars(group_path):
+        arrays = reader.vars(group_path)
+        if arrays and group_path in roots:
+            raise reader.fail(arrays[0][0], "a model has no variables of its own")
+        for node_path, node in arrays:
             shape, dtype = reader.declare(node, node_path)
             expected.append(Expected(shape, dtype, reader.entry(node_path)))
             nodes.append((node, node_path))
     return expected, nodes
 
 
-def _check_layer_groups(reader: H5Reader, paths: list[str]) -> None:
-    group = reader.group("layers", required=bool(paths))
+def _check_layer_groups(reader: H5Reader, paths: list[str], parent: str = "layers") -> None:
+    group = reader.group(parent, required=bool(paths))
     if group is None:
         return
-    present = {f"layers/{k}" for k in reader.keys(group, "layers")}
+    present = {f"{parent}/{k}" for k in reader.keys(group, parent)}
     extra = sorted(present - set(paths))
     if extra:
         raise reader.fail(extra[0], "weights for a layer the config does not have")
@@ -1285,14 +2324,31 @@ def _fill_weights(reader: H5Reader, layer_nodes: list, weights: list) -> None:
         w[...] = a
 
 
-def _build_from_h5(reader: H5Reader, plan: _Plan, fail: Callable) -> list:
-    """Builds the plan's layers against the file's arrays; returns [(layer, [(node, path)])]."""
-    _check_layer_groups(reader, plan.paths)
+def _build_from_h5(reader: H5Reader, plan: _Plan, fail: Callable, prefix: str = "") -> list:
+    """Builds the plan's layers (nested models' too) against the file's arrays; returns
+    ``[(layer, [(node, path)])]``."""
+    paths = [prefix + p for p in plan.paths]
+    _check_layer_groups(reader, paths, prefix + "layers")
     out: list = []
-    for i, (layer, path, shape) in enumerate(zip(plan.layers, plan.paths, plan.input_shapes)):
+    for i, (layer, path, shape) in enumerate(zip(plan.layers, paths, plan.input_shapes)):
+        if isinstance(layer, _Plan):
+            group = reader.group(path, required=False)
+            if group is not None:
+                extra = sorted(set(reader.keys(group, path)) - {"vars", "layers"})
+                if extra:
+                    raise reader.fail(f"{path}/{extra[0]}", "not part of a nested model's group")
+                own = reader.vars(path)
+                if own:
+                    raise reader.fail(own[0][0], "a model has no variables of its own")
+            out.extend(_build_from_h5(reader, layer, fail, path + "/"))
+            continue
         expected, nodes = _layer_expected(reader, layer, path)
-        weights_plan = WeightPlan(expected, fail, reader.entry(path))
         owner = f"layer {i} ({type(layer).__name__} {layer.name!r})"
+        if type(layer).__name__ == "InputLayer":
+            if expected:
+                raise fail(expected[0].entry, f"{owner} has no weights")
+            continue
+        weights_plan = WeightPlan(expected, fail, reader.entry(path))
         if shape is None:
             if expected:
                 raise fail(expected[0].entry, f"{owner} has weights but the config no input shape")
@@ -1323,7 +2379,7 @@ def _optimizer_state(
     if not entries:
         return None
     variables = model.trainable_weights
-    order = _keras_to_fastrnn_order(row, cfg, len(variables))
+    order = _keras_to_fastrnn_order(row, cfg, len(variables), _variable_order(model))
     if len(entries) not in (2, 2 + len(order)):
         notes.append(
             f"optimizer state skipped: the file holds {len(entries)} optimizer variables, "
@@ -1393,18 +2449,18 @@ def read_archive(z: SafeZip, registry: dict, compile: bool) -> Any:
     if not isinstance(config, dict) or not isinstance(config.get("class_name"), str):
         raise z.fail(entry, "the model config must be a JSON object with a class_name")
     class_name = config["class_name"]
-    reader_writer = MODELS.get(class_name)
-    if reader_writer is None:
+    model_row = MODELS.get(class_name)
+    if model_row is None:
         raise z.fail(
             entry,
             f"Keras model class {class_name[:100]!r} is not supported by fastrnn "
             f"(supported: {', '.join(MODELS)})",
         )
-    cls = registry.get(class_name)
-    if cls is None:
-        raise z.fail(entry, f"no fastrnn model class {class_name!r} (import fastrnn.models)")
+    for needed in ("Sequential", "Model"):
+        if needed not in registry:
+            raise z.fail(entry, f"no fastrnn model class {needed!r} (import fastrnn.models)")
     try:
-        plan = reader_writer[0](config.get("config"), notes)
+        plan = model_row.read(config.get("config"), notes)
     except _ConfigError as exc:
         raise z.fail(entry, str(exc)) from None
     compile_spec = None
@@ -1424,37 +2480,46 @@ def read_archive(z: SafeZip, registry: dict, compile: bool) -> Any:
         reader = H5Reader(f, fail, z.limits, ARCHIVE_WEIGHTS)
         built = _build_from_h5(reader, plan, fail)
         try:
-            model = plan.assemble(cls)
+            model = plan.model_for(registry)
+        except _ConfigError as exc:
+            raise z.fail(entry, str(exc)) from None
         except Exception as exc:
             raise z.fail(entry, f"cannot assemble the model: {exc}") from exc
         for layer, nodes in built:
             _fill_weights(reader, nodes, layer.weights)
         if compile_spec is not None:
-            optimizer, loss, metrics, row, opt_cfg = compile_spec
-            model.compile(optimizer=optimizer, loss=loss, metrics=metrics)
-            _apply_optimizer_state(model, _optimizer_state(reader, model, row, opt_cfg, notes))
+            optimizer, kwargs, row, opt_cfg = compile_spec
+            try:
+                model.compile(optimizer=optimizer, **kwargs)
+            except Exception as exc:
+                notes.append(f"the model is loaded uncompiled: compile_config: {exc}")
+            else:
+                state = _optimizer_state(reader, model, row, opt_cfg, notes)
+                _apply_optimizer_state(model, state)
     _warn(notes, path)
     return model
-
-
-def _model_paths(model: Any) -> list[str]:
-    return layer_paths([row_for_layer(layer).keras for layer in model.layers])
 
 
 def read_weights_into(model: Any, source: Any, fail: Callable, limits: Limits, label: str) -> None:
     """Loads Keras-layout weights from an HDF5 source into a built fastrnn ``model``."""
     h5py = h5py_module()
-    paths = _model_paths(model)
+    check_mappable(model)
+    pairs = keras_layer_paths(model)
     notes: list[str] = []
     with _open_h5(h5py, source, fail, label) as f:
         reader = H5Reader(f, fail, limits, label)
-        _check_layer_groups(reader, paths)
+        _check_layer_groups(reader, [path for _, path in pairs])
         nodes, weights = [], []
-        for layer, path in zip(model.layers, paths):
+        for layer, path in pairs:
             expected, layer_nodes = _layer_expected(reader, layer, path)
-            _match_layer(fail, reader.entry(path), layer, expected)
+            own, names = [], []
+            for _, _, owner in weight_groups(layer, path):
+                if owner is not None:
+                    own.extend(owner.weights)
+                    names.extend(n.split("/", 1)[-1] for n in owner.weight_names)
+            _match_layer(fail, reader.entry(path), layer, expected, own, names)
             nodes.extend(layer_nodes)
-            weights.extend(layer.weights)
+            weights.extend(own)
         state = None
         if model.compiled and type(model.optimizer).__name__ in OPTIMIZERS:
             row = OPTIMIZERS[type(model.optimizer).__name__]
@@ -1467,10 +2532,11 @@ def read_weights_into(model: Any, source: Any, fail: Callable, limits: Limits, l
     _warn(notes, label)
 
 
-def _match_layer(fail: Callable, where: str, layer: Any, expected: list[Expected]) -> None:
-    """Checks a built layer's weights against the arrays a file declares for it."""
-    own = layer.weights
-    names = [n.split("/", 1)[-1] for n in layer.weight_names]
+def _match_layer(
+    fail: Callable, where: str, layer: Any, expected: list[Expected], own: list, names: list
+) -> None:
+    """Checks a built layer's weights (``own``, in Keras's order) against the arrays a file
+    declares for it."""
     for i in range(max(len(own), len(expected))):
         if i >= len(expected):
             raise fail(

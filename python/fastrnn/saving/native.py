@@ -3,8 +3,10 @@
 Layout (any file name works; ``.fastrnn`` by convention)::
 
     metadata.json        {"format": "fastrnn.model", "version": 1}
-    config.json          {"class_name": "Sequential", "config": model.get_config()}
-    compile.json         optimizer (class_name, config), iterations, built, loss, metrics; or null
+    config.json          {"class_name": "Sequential" or "Model", "config": model.get_config()}
+    compile.json         optimizer (class_name, config), iterations, built, and compile's other
+                         arguments (``Model.get_compile_config``: loss, loss_weights, metrics,
+                         weighted_metrics, per output where given so); or null
     weights/index.json   weight names, in get_weights() order
     weights/00000.npy    model weights, in get_weights() order
     optimizer/00000.npy  optimizer slot arrays, variable by variable, slot by slot
@@ -14,7 +16,8 @@ the ``weights/`` entries. Arrays are written uncompressed by ``np.save(allow_pic
 JSON entries are deflated. Reading goes through ``SafeZip``: every declared size is checked
 before any data is read, arrays' headers are checked (float32/float64 only, shape within the
 budget) before their data, and a config's layer sizes are checked against the arrays' declared
-shapes before any weight is allocated.
+shapes before any weight is allocated — for Functional models too, whose graphs are resolved and
+their shapes propagated (``fastrnn.saving._graph``) before any layer is built.
 """
 
 from __future__ import annotations
@@ -27,9 +30,21 @@ from typing import Any
 
 import numpy as np
 
-from fastrnn import losses, optimizers
+from fastrnn import optimizers
 from fastrnn.saving._archive import ModelFileError, NpyHeader, SafeZip, check_float_dtype
 from fastrnn.saving._build import Expected, WeightPlan, build_checked
+from fastrnn.saving._graph import (
+    MAX_NESTING,
+    Context,
+    Entry,
+    GraphError,
+    MaskOps,
+    MaskSimulation,
+    flatten,
+    graph_nodes,
+    keras_order,
+    parse_graph,
+)
 
 FORMAT = "fastrnn.model"
 WEIGHTS_FORMAT = "fastrnn.weights"
@@ -80,12 +95,15 @@ def write_model(model: Any, fileobj: Any) -> None:
     opt_arrays: list[np.ndarray] = []
     if model.compiled:
         iterations, opt_arrays = model.optimizer.get_state()
+        given = model.get_compile_config()
         compile_config = {
             "optimizer": optimizers.serialize(model.optimizer),
             "iterations": int(iterations),
             "built": model.optimizer.slots is not None,
-            "loss": losses.serialize(model.loss),
-            "metrics": list(model.metrics_names),
+            "loss": given["loss"],
+            "loss_weights": _numbers(given.get("loss_weights")),
+            "metrics": _metric_names(given.get("metrics")),
+            "weighted_metrics": _metric_names(given.get("weighted_metrics")),
         }
     config = {"class_name": type(model).__name__, "config": model.get_config()}
     with zipfile.ZipFile(fileobj, "w") as zf:
@@ -95,6 +113,28 @@ def write_model(model: Any, fileobj: Any) -> None:
         _write_weights(zf, model)
         for i, a in enumerate(opt_arrays):
             _write_array(zf, f"optimizer/{i:05d}.npy", a)
+
+
+def _numbers(value: Any) -> Any:
+    """Loss weights as JSON numbers (NumPy scalars included), in their structure."""
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_numbers(v) for v in value]
+    return None if value is None else float(value)
+
+
+def _metric_names(value: Any) -> Any:
+    """Metrics as names (functions and metric objects by their name), in their structure."""
+    from fastrnn.models import _metric_name
+
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        return {k: _metric_names(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_metric_names(v) for v in value]
+    return value if isinstance(value, str) else _metric_name(value)
 
 
 def write_weights(model: Any, fileobj: Any) -> None:
@@ -143,71 +183,271 @@ def _weight_headers(z: SafeZip) -> tuple[list[str], list[NpyHeader]]:
     return names, [z.npy_header(e) for e in entries]
 
 
-def _shape_arg(value: Any, z: SafeZip, entry: str, key: str) -> tuple | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not 1 <= len(value) <= 32:
-        raise z.fail(entry, f"{key} must be a list of ints or nulls, got {str(value)[:200]}")
-    for d in value:
-        if d is not None and (isinstance(d, bool) or not isinstance(d, int) or d < 0):
-            raise z.fail(entry, f"{key} must be a list of ints or nulls, got {str(value)[:200]}")
-    return tuple(value)
+# ---- models: Sequential and Functional -------------------------------------------------------
+_MODEL_CLASSES = ("Sequential", "Model", "Functional")
 
 
-def _layer_label(i: int, spec: Any) -> str:
+def _native_plan(spec: dict, where: str, ctx: Context) -> Any:
+    """The plan (``keras_format._Plan``) of a model in a fastrnn config: its layers unbuilt, in
+    fastrnn's weight order, each with its input shape."""
+    from fastrnn.saving.keras_format import _ConfigError
+
+    if ctx.depth >= MAX_NESTING:
+        raise _ConfigError(f"{where}: models nest more than {MAX_NESTING} levels deep")
+    config = spec.get("config")
+    if not isinstance(config, dict):
+        raise _ConfigError(f"{where}: the model config must be a JSON object")
+    ctx.depth += 1
+    try:
+        if spec.get("class_name") == "Sequential":
+            return _native_sequential_plan(config, where, ctx)
+        return _native_functional_plan(config, where, ctx)
+    finally:
+        ctx.depth -= 1
+
+
+def _native_layer(spec: Any, where: str, ctx: Context) -> Any:
+    from fastrnn.layers import deserialize
+    from fastrnn.saving.keras_format import _ConfigError
+
+    if isinstance(spec, dict) and spec.get("class_name") in _MODEL_CLASSES:
+        return _native_plan(spec, where, ctx)
+    if not isinstance(spec, dict):
+        raise _ConfigError(f"{where}: a layer must be a JSON object")
+    try:
+        return deserialize({"class_name": spec.get("class_name"), "config": spec.get("config")})
+    except Exception as exc:
+        raise _ConfigError(f"{_layer_label_at(where, spec)}: {exc}") from exc
+
+
+def _layer_label_at(where: str, spec: Any) -> str:
     if isinstance(spec, dict):
         cfg = spec.get("config")
         name = cfg.get("name") if isinstance(cfg, dict) else None
-        return f"layers[{i}] ({spec.get('class_name')!s:.60} {str(name)[:60]!r})"
-    return f"layers[{i}]"
+        return f"{where} ({spec.get('class_name')!s:.60} {str(name)[:60]!r})"
+    return where
 
 
-def _sequential(z: SafeZip, cls: type, config: Any, headers: list[NpyHeader]) -> Any:
-    """Rebuilds a Sequential with each layer's weights checked against the file before building."""
-    from fastrnn.layers import deserialize
+def _native_sequential_plan(config: dict, where: str, ctx: Context) -> Any:
+    from fastrnn.saving.keras_format import _chain, _check_call_shapes, _ConfigError, _Plan
 
-    entry = "config.json"
-    if not isinstance(config, dict) or not isinstance(config.get("layers"), list):
-        raise z.fail(entry, "the Sequential config must be a dict with a 'layers' list")
+    specs = config.get("layers")
+    if not isinstance(specs, list):
+        raise _ConfigError(f"{where}: a Sequential config needs a 'layers' list")
+    try:
+        ctx.budget.take(len(specs), where)
+    except GraphError as exc:
+        raise _ConfigError(str(exc)) from None
     name = config.get("name")
     if name is not None and not isinstance(name, str):
-        raise z.fail(entry, f"the model name must be a string, got {str(name)[:100]}")
-    shape = _shape_arg(config.get("build_input_shape"), z, entry, "build_input_shape")
+        raise _ConfigError(f"{where}: the model name must be a string")
+    dtype = config.get("input_dtype", "float32")
+    if not isinstance(dtype, str):
+        raise _ConfigError(f"{where}: input_dtype must be a string")
     layers = []
-    for i, spec in enumerate(config["layers"]):
-        try:
-            layers.append(deserialize(spec))
-        except Exception as exc:
-            raise z.fail(entry, f"{_layer_label(i, spec)}: {exc}") from exc
-    first = layers[0]._input_shape_arg if layers else None
-    if shape is not None and first is not None and tuple(shape[1:]) != tuple(first):
-        raise z.fail(
-            entry,
-            f"{_layer_label(0, config['layers'][0])}: input_shape {first} disagrees with the "
-            f"model's build_input_shape {shape}",
+    shape = None
+    for i, spec in enumerate(specs):
+        layer = _native_layer(spec, f"{where}.layers[{i}]", ctx)
+        if type(layer).__name__ == "InputLayer":
+            if i != 0:
+                raise _ConfigError(f"{where}.layers[{i}]: an InputLayer can only come first")
+            shape, dtype = tuple(layer.batch_shape), layer.dtype.name
+            continue
+        layers.append(layer)
+    given = config.get("build_input_shape")
+    if given is not None:
+        if not isinstance(given, list):
+            raise _ConfigError(f"{where}: build_input_shape must be a list")
+        shape = _shape_arg_plain(given, f"{where}.build_input_shape")
+    first = layers[0] if layers else None
+    first_arg = getattr(first, "_input_shape_arg", None)
+    if shape is not None and first_arg is not None and tuple(shape[1:]) != tuple(first_arg):
+        raise _ConfigError(
+            f"{where}.layers[0]: input_shape {first_arg} disagrees with the model's "
+            f"build_input_shape {shape}"
         )
-    plan = WeightPlan(
+    if shape is None and first_arg is not None:
+        shape = (None,) + tuple(first_arg)
+    plan = _Plan(layers, [""] * len(layers), [], lambda registry: None, "Sequential", name)
+    plan.input_dtype = dtype
+    trainable = config.get("trainable", True)
+
+    def shaped(in_shape: tuple | None) -> None:
+        plan.input_shapes = []
+        current = in_shape
+        for i, layer in enumerate(layers):
+            here = f"{where}.layers[{i}]"
+            if isinstance(layer, _Plan):
+                plan.input_shapes.append(None)
+                if current is not None:
+                    _check_call_shapes(layer, [current], here)
+                    current = (current[0],) + tuple(layer.out_shapes[0][1:])
+                continue
+            plan.input_shapes.append(current)
+            if current is not None:
+                try:
+                    out = layer.compute_output_shape(current)
+                except Exception as exc:
+                    raise _ConfigError(f"{_layer_label_at(here, specs[i])}: {exc}") from exc
+                current = out if isinstance(out, tuple) else tuple(out[0])
+        if in_shape is not None:
+            calls, inputs, outputs, alias = _chain(layers, in_shape, dtype)
+            plan.sim = (calls, inputs, outputs, alias)
+            plan.in_shapes = [tuple(in_shape)]
+            plan.out_shapes = [k.shape for k in outputs]
+            plan.out_dtypes = [k.dtype for k in outputs]
+
+    shaped(shape)
+    plan.shaped = shaped if shape is None else None
+
+    def assemble(registry: dict) -> Any:
+        model = registry["Sequential"](
+            [item.model_for(registry) if isinstance(item, _Plan) else item for item in layers],
+            name=name,
+        )
+        if plan.in_shapes and model.built_input_shape is None:
+            model.build(plan.in_shapes[0], dtype=dtype)
+        if trainable is False:
+            model.trainable = False
+        return model
+
+    plan.assemble = assemble
+    return plan
+
+
+def _shape_arg_plain(value: list, where: str) -> tuple:
+    from fastrnn.saving.keras_format import _ConfigError
+
+    if not 1 <= len(value) <= 32 or not all(
+        d is None or (isinstance(d, int) and not isinstance(d, bool) and d >= 0) for d in value
+    ):
+        raise _ConfigError(f"{where}: must be a list of ints or nulls, got {str(value)[:200]}")
+    return tuple(value)
+
+
+def _native_entry(spec: Any, where: str, position: int, ctx: Context) -> Entry:
+    from fastrnn.saving.keras_format import _ConfigError, _parse_nodes, _Plan
+
+    if not isinstance(spec, dict):
+        raise _ConfigError(f"{where}: a layer must be a JSON object")
+    name = spec.get("name")
+    if not isinstance(name, str) or not 0 < len(name) <= 200:
+        raise _ConfigError(f"{where}: bad layer name {str(name)[:100]!r}")
+    layer = _native_layer(spec, where, ctx)
+    where = _layer_label_at(where, spec)
+    if isinstance(layer, _Plan):
+        return Entry(
+            name,
+            "model",
+            layer,
+            _parse_nodes(spec, where, "model"),
+            position,
+            where,
+            dtype=list(layer.out_dtypes),
+        )
+    if layer.name != name:
+        raise _ConfigError(f"{where}: the layer is named {layer.name!r} in its config")
+    if type(layer).__name__ == "InputLayer":
+        if spec.get("inbound_nodes"):
+            raise _ConfigError(f"{where}: an InputLayer is not called")
+        return Entry(name, "input", layer, [], position, where, dtype=layer.dtype.name)
+    nodes = _parse_nodes(spec, where, "layer")
+    return Entry(name, "layer", layer, nodes, position, where, dtype=layer.dtype.name)
+
+
+def _native_functional_plan(config: dict, where: str, ctx: Context) -> Any:
+    from fastrnn.saving.keras_format import _call_shapes, _ConfigError, _Plan, _replay
+
+    name = config.get("name")
+    if name is not None and not isinstance(name, str):
+        raise _ConfigError(f"{where}: the model name must be a string")
+    trainable = config.get("trainable", True)
+    if not isinstance(trainable, bool):
+        raise _ConfigError(f"{where}: trainable must be true or false")
+    try:
+        graph = parse_graph(
+            config,
+            where,
+            lambda spec, here, position: _native_entry(spec, here, position, ctx),
+            _call_shapes,
+            ctx,
+            object(),
+        )
+        for call in graph.calls:
+            call.keep = dict(call.kwargs)  # fastrnn's own calls, replayed as they were
+        # fastrnn's order: Keras's algorithm on the graph as recorded (no mask operations).
+        unrun = MaskSimulation(MaskOps(ctx.shape), ctx.dtype_of, None, None)
+        producer = graph_nodes(graph.calls, unrun, graph.alias)
+        in_keys, out_keys = flatten(graph.inputs), flatten(graph.outputs)
+        order = keras_order(producer, in_keys, out_keys, where)
+    except GraphError as exc:
+        raise _ConfigError(str(exc)) from None
+    entry_of = {id(e.obj): e for e in graph.entries}
+    shapes = [
+        entry_of[id(obj)].build_shape if entry_of[id(obj)].kind == "layer" else None
+        for obj in order
+    ]
+    plan = _Plan(order, [""] * len(order), shapes, lambda registry: None, "Functional", name)
+    plan.input_dtype = graph.dtypes[in_keys[0]]
+    plan.in_shapes = [graph.shapes[k] for k in in_keys]
+    plan.out_shapes = [graph.shapes[k] for k in out_keys]
+    plan.out_dtypes = [graph.dtypes[k] for k in out_keys]
+    plan.assemble = lambda registry: _replay(graph, registry, registry["Model"], name, trainable)
+    return plan
+
+
+def _build_plan(z: SafeZip, plan: Any, weights: WeightPlan, created: list) -> None:
+    """Builds a plan's layers in fastrnn's weight order against the file's arrays."""
+    from fastrnn.saving.keras_format import _Plan
+
+    for layer, shape in zip(plan.layers, plan.input_shapes):
+        if isinstance(layer, _Plan):
+            _build_plan(z, layer, weights, created)
+            continue
+        if type(layer).__name__ == "InputLayer":
+            continue
+        owner = f"config.json layer {layer.name!r} ({type(layer).__name__})"
+        if shape is None:
+            continue  # stays unbuilt (a Sequential model without an input shape)
+        try:
+            build_checked(layer, shape, weights, owner)
+        except ModelFileError:
+            raise
+        except Exception as exc:
+            raise z.fail("config.json", f"{owner}: cannot build it: {exc}") from exc
+        created.extend(layer.weights)
+
+
+def _rebuild(
+    z: SafeZip, registry: dict, class_name: str, config: Any, headers: list[NpyHeader]
+) -> Any:
+    """Rebuilds a Sequential or Functional model (nested models included) with every layer's
+    weights checked against the file before the layer is built."""
+    from fastrnn.saving.keras_format import _ConfigError
+
+    if not isinstance(config, dict) or (
+        class_name == "Sequential" and not isinstance(config.get("layers"), list)
+    ):
+        raise z.fail("config.json", f"the {class_name} config must be a dict with a 'layers' list")
+    ctx = Context()
+    try:
+        plan = _native_plan({"class_name": class_name, "config": config}, "config", ctx)
+    except _ConfigError as exc:
+        raise z.fail("config.json", str(exc)) from None
+    weights = WeightPlan(
         [Expected(h.shape, h.dtype, h.entry) for h in headers], lambda e, m: z.fail(e, m)
     )
-    if shape is None and layers and layers[0]._input_shape_arg is not None:
-        shape = (None,) + tuple(layers[0]._input_shape_arg)
-    if shape is not None:
-        for i, layer in enumerate(layers):
-            owner = f"config.json {_layer_label(i, config['layers'][i])}"
-            try:
-                build_checked(layer, shape, plan, owner)
-                shape = layer.compute_output_shape(shape)
-            except ModelFileError:
-                raise
-            except Exception as exc:
-                raise z.fail(entry, f"{owner}: cannot build it: {exc}") from exc
-    plan.finish("the model")
+    created: list = []
+    _build_plan(z, plan, weights, created)
+    weights.finish("the model")
     try:
-        model = cls(layers, name=name)
-        if model.built_input_shape is None and config.get("build_input_shape") is not None:
-            model.build(tuple(config["build_input_shape"]))
+        model = plan.model_for(registry)
+    except _ConfigError as exc:
+        raise z.fail("config.json", str(exc)) from None
     except Exception as exc:
-        raise z.fail(entry, f"cannot assemble the model: {exc}") from exc
+        raise z.fail("config.json", f"cannot assemble the model: {exc}") from exc
+    if [id(w) for w in model.weights] != [id(w) for w in created]:
+        raise z.fail("config.json", "the model's weights are not in the order the file holds")
     return model
 
 
@@ -231,8 +471,8 @@ def _model_from_config(z: SafeZip, registry: dict, headers: list[NpyHeader]) -> 
             f"holds a {class_name[:100]!r} model; known model classes: "
             f"{', '.join(registry) or 'none (import fastrnn.models)'}",
         )
-    if class_name == "Sequential":
-        return _sequential(z, cls, config, headers)
+    if class_name in ("Sequential", "Model", "Functional"):
+        return _rebuild(z, registry, class_name, config, headers)
     try:  # other registered classes build themselves (weights then checked by shape)
         model = cls.from_config(config)
     except Exception as exc:
@@ -257,19 +497,30 @@ def _restore_compile(z: SafeZip, model: Any) -> None:
         return
     if not isinstance(spec, dict):
         raise z.fail(entry, "must be an object or null")
-    for key, kind in (("optimizer", dict), ("loss", dict), ("metrics", list)):
-        if not isinstance(spec.get(key), kind):
-            raise z.fail(entry, f"{key!r} must be a JSON {kind.__name__}")
+    for key, kinds in (
+        ("optimizer", (dict,)),
+        ("loss", (dict, list, str)),
+        ("metrics", (list, dict, type(None))),
+        ("weighted_metrics", (list, dict, type(None))),
+        ("loss_weights", (list, dict, float, int, type(None))),
+    ):
+        if not isinstance(spec.get(key), kinds) or isinstance(spec.get(key), bool):
+            names = "/".join("null" if k is type(None) else k.__name__ for k in kinds)
+            raise z.fail(entry, f"{key!r} must be a JSON {names}")
     iterations, built = spec.get("iterations", 0), spec.get("built", False)
     if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
         raise z.fail(entry, f"'iterations' must be a non-negative int, got {iterations!r}")
     if not isinstance(built, bool):
         raise z.fail(entry, f"'built' must be true or false, got {built!r}")
     try:
-        model.compile(
-            optimizer=optimizers.deserialize(spec["optimizer"]),
-            loss=losses.deserialize(spec["loss"]),
-            metrics=spec["metrics"],
+        model.compile_from_config(
+            {
+                "optimizer": optimizers.deserialize(spec["optimizer"]),
+                "loss": spec["loss"],
+                "loss_weights": spec.get("loss_weights"),
+                "metrics": spec.get("metrics"),
+                "weighted_metrics": spec.get("weighted_metrics"),
+            }
         )
     except Exception as exc:
         raise z.fail(entry, f"cannot compile the model from it: {exc}") from exc
