@@ -66,3 +66,13 @@ def workspace_size(cell: str, T: int, B: int, H: int, reset_after: bool = True) 
 def device_count() -> int: ...
 def device_status() -> str: ...
 def runtime_version() -> int: ...
+def plan(
+    cell: str,
+    T: int,
+    B: int,
+    I: int,  # noqa: E741 (the dimension legend's name)
+    H: int,
+    dtype: str = "float32",
+    reset_after: bool = True,
+    backward: bool = False,
+) -> str: ...
