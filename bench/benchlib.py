@@ -209,17 +209,28 @@ class Timing:
         self.min_samples = 3 if quick else 9
         self.max_samples = 15 if quick else 100
         self.min_sample_s = 1e-3  # calls shorter than this are repeated inside one sample
-        # fastrnn and torch each bring worker threads that may spin briefly after a call; on
-        # 2 cores they would steal the other's cores. Each sample starts after this pause, so
-        # neither is timed against the other's spinning threads.
-        self.settle_s = 0.002  # longer idle lets a VM clock down: both sides slow down
+        # PyTorch's OpenMP threads spin for about 10 ms after an op (libgomp's default spin
+        # count), holding a core: on 2 cores, a call timed inside that window gets one core.
+        # Each sample of either library starts after this long, busy (not asleep: an idle VM
+        # clocks down and slows whichever call comes next).
+        self.settle_s = 0.02
+
+
+def settle(seconds: float) -> None:
+    """Busy-waits ``seconds`` on this thread (the other cores are left to finish up)."""
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        pass
 
 
 def time_interleaved(fns: list, plan: Timing, before=None) -> tuple:
     """Median seconds per call of each of ``fns``, sampled alternately.
 
-    ``before`` (optional) runs, untimed, before every timed call (a disturbance: another
-    library's op). Returns ``(medians, samples per fn)`` where samples are per-call seconds.
+    Without ``before``, each sample starts once the previous library's threads have gone idle
+    (``plan.settle_s`` of busy waiting), then makes one untimed call (caches) and the timed
+    ones, back to back. ``before`` (optional) runs instead, right before every timed call: a
+    disturbance (another library's op), measured as such. Returns ``(medians, samples per
+    fn)`` where samples are per-call seconds.
     """
     for _ in range(plan.warmup):
         for fn in fns:
@@ -247,7 +258,8 @@ def time_interleaved(fns: list, plan: Timing, before=None) -> tuple:
                 if before is not None:
                     before()
                 else:
-                    time.sleep(plan.settle_s)
+                    settle(plan.settle_s)
+                    fn()
                 t0 = time.perf_counter()
                 for _ in range(number):
                     fn()

@@ -2,9 +2,10 @@
 
 Every row runs in a fresh process (``--in-process`` runs them all in this one), so no figure
 depends on what ran before it; in it, fastrnn and PyTorch share the thread count and are timed
-interleaved, call by call, median of many samples after a warm-up. Before a row is timed the two
-are checked to compute the same thing (same weights in each one's layout): outputs, final states
-and, for fwd+bwd, every gradient; a mismatch aborts the run.
+interleaved, sample by sample (each sample: one untimed call that absorbs what the other library
+left behind, then the timed calls), median of many samples after a warm-up. Before a row is
+timed the two are checked to compute the same thing (same weights in each one's layout):
+outputs, final states and, for fwd+bwd, every gradient; a mismatch aborts the run.
 
 ``--isa avx2`` caps every library at AVX2 before it loads: fastrnn (``FASTRNN_ISA``), oneDNN
 (``ONEDNN_MAX_CPU_ISA``), MKL (``MKL_ENABLE_INSTRUCTIONS``) and OpenBLAS (``OPENBLAS_CORETYPE``);
@@ -194,7 +195,7 @@ def job_contention(args, case_id: str, mode: str) -> dict:
     plan = bl.Timing(args.quick)
     plan.budget_s = 0.5 if args.quick else 3.0
     plan.min_samples = 5 if args.quick else 30
-    (alone_f, alone_t), alone = bl.time_interleaved(pair, plan, before=lambda: None)
+    (alone_f, alone_t), alone = bl.time_interleaved(pair, plan)
     rng = np.random.default_rng(0)
     a = rng.standard_normal((512, 512)).astype(np.float32)
     a_t = torch.from_numpy(a.copy())
@@ -213,7 +214,7 @@ def job_contention(args, case_id: str, mode: str) -> dict:
     elif mode == "process":
         burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(0.3)
-        before = lambda: None  # noqa: E731 (no settle pause: the burner runs throughout)
+        before = lambda: None  # noqa: E731 (timed calls back to back: the burner runs throughout)
     try:
         (busy_f, busy_t), busy = bl.time_interleaved(pair, plan, before=before)
     finally:
@@ -377,9 +378,10 @@ def render(args, info: dict, peaks: dict, rows: list, cont: list, shapes) -> str
         f"{max(r['agreement'] for r in rows):.2e}",
         "- Each row in a fresh process"
         + (" (here: --in-process, one process)" if args.in_process else "")
-        + f"; {'quick smoke run; ' if args.quick else ''}float32; calls interleaved, median "
-        "of samples after warm-up; torch inference under `torch.inference_mode()`, torch "
-        "fwd+bwd is forward + backward of `(out * dy).sum()` with grads on input and weights; "
+        + f"; {'quick smoke run; ' if args.quick else ''}float32; samples interleaved (each: "
+        "one untimed call, then the timed ones), median of samples after warm-up; torch "
+        "inference under `torch.inference_mode()`, torch fwd+bwd is forward + backward of "
+        "`(out * dy).sum()` with grads on input and weights; "
         "fastrnn fwd+bwd is `forward(training=True)` + `backward(ctx, dy)`",
         "- Flops: forward `2*T*B*G*H*(I+H)`, backward twice that; ratio = torch ms / fastrnn ms "
         "(>1: fastrnn faster). Targets: faster than PyTorch on every row (>torch); ≥2× on the "
