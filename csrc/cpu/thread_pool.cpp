@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__linux__)
@@ -23,6 +24,7 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -36,7 +38,8 @@ namespace {
 
 constexpr int kSlots = 4;                 // job slots (2 bits of `published`)
 constexpr int64_t kYieldAfterNs = 20000;  // phase-end wait spun before yielding the core
-constexpr int64_t kStallNs = 500000;      // a wait this long beyond a block's time: a stall
+constexpr int64_t kStallNs = 500000;      // a wait this long beyond a block's time: a suspect
+constexpr int64_t kProbeNs = 100000;      // a suspect's CPU clock is read this often
 constexpr int kStallsForSolo = 2;         // stalls in one call before the caller goes on alone
 constexpr int64_t kIdleSpinNs = 50000;    // workers spin this long for the next job, then sleep
 constexpr int kBackoffFirst = 8;          // single-threaded calls after a call that went solo
@@ -77,8 +80,16 @@ void futex_wake_all(std::atomic<uint32_t>* word) {
 struct alignas(64) Range {
   std::atomic<int64_t> claimed{0};  // blocks of this range claimed, all phases so far
   std::atomic<int64_t> done{0};     // blocks of this range finished, all phases so far
+  std::atomic<int> owner{0};        // slot of the thread that claimed its latest blocks
   int64_t begin = 0, len = 0;       // the range: blocks [begin, begin + len) of every phase
 };
+
+// CPU time a thread has used (user + system, page faults included), or -1 if unknown.
+inline int64_t thread_cpu_ns(const clockid_t* clock) {
+  timespec ts;
+  if (!clock || clock_gettime(*clock, &ts) != 0) return -1;
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 struct alignas(64) JobSlot {
   std::atomic<int> refs{0};      // workers looking at this slot
@@ -92,6 +103,9 @@ struct alignas(64) JobSlot {
   alignas(64) std::atomic<int64_t> phase_hint{0};  // phases before it are done (late joiners)
   std::atomic<bool> solo{false};                   // the caller finishes alone
   Range ranges[kMaxThreads];
+  // Each worker's CPU clock (pthread_getcpuclockid), published before its first claim.
+  clockid_t clocks[kMaxThreads];
+  std::atomic<bool> has_clock[kMaxThreads];
 };
 
 // Claims up to `chunk` unclaimed blocks of range r in phase p: returns the first one and
@@ -122,9 +136,60 @@ inline bool phase_done(const JobSlot& js, int64_t p) {
   return true;
 }
 
+// The caller's view of whether the threads it waits for are running: each probe reads the CPU
+// clocks of the owners of unfinished blocks and compares them with the previous probe of the
+// same phase's wait.
+class RunProbe {
+ public:
+  // False if an owner of an unfinished block of phase p used less than a quarter of the wall
+  // time since the previous probe on a CPU. The first probe of a phase only records (true).
+  bool running(JobSlot& js, int64_t p, int64_t now) {
+    if (p != phase_) {  // a new wait: forget the previous one's readings
+      if (phase_ == -2) seen_phase_.fill(-1);
+      phase_ = p;
+      last_t_ = now;
+    }
+    bool ok = true;
+    for (int r = 0; r < js.nranges; ++r) {
+      const Range& range = js.ranges[r];
+      const int64_t done = range.done.load(std::memory_order_acquire);
+      if (done >= (p + 1) * range.len || range.claimed.load(std::memory_order_acquire) <= done)
+        continue;  // nothing of phase p in progress in this range
+      const int o = range.owner.load(std::memory_order_acquire);
+      if (o <= 0 || o >= kMaxThreads) continue;  // the caller itself
+      const bool known = js.has_clock[o].load(std::memory_order_acquire);
+      const int64_t cpu = thread_cpu_ns(known ? &js.clocks[o] : nullptr);
+      const bool compare = seen_phase_[o] == p;
+      if (cpu < 0) {
+        ok = ok && !compare;  // no clock: a long wait is a stall, as without probes
+        seen_phase_[o] = p;
+        continue;
+      }
+      if (compare && cpu - seen_cpu_[o] < (now - last_t_) / 4) ok = false;
+      seen_cpu_[o] = cpu;
+      seen_phase_[o] = p;
+    }
+    last_t_ = now;
+    return ok;
+  }
+
+ private:
+  int64_t phase_ = -2, last_t_ = 0;
+  std::array<int64_t, kMaxThreads> seen_phase_;  // filled on first use
+  std::array<int64_t, kMaxThreads> seen_cpu_;
+};
+
 // Runs one participant through the job. Returns true if the caller went solo.
 bool participate(JobSlot& js, int slot, bool caller) {
   const Worker w{slot};
+  if (!caller && slot < kMaxThreads) {
+    clockid_t clock;
+    if (pthread_getcpuclockid(pthread_self(), &clock) == 0) {
+      js.clocks[slot] = clock;
+      js.has_clock[slot].store(true, std::memory_order_release);
+    }
+  }
+  RunProbe probe;
   const int own = slot < js.nranges ? slot : -1;
   int stalls = 0;
   int64_t block_ns = 0;  // the caller's longest time per block so far (stall threshold)
@@ -141,12 +206,13 @@ bool participate(JobSlot& js, int slot, bool caller) {
         int64_t n = 0;
         const int64_t b = claim(range, p, chunk, n);
         if (n == 0) break;
+        range.owner.store(slot, std::memory_order_release);
         for (int64_t i = 0; i < n; ++i) js.fn(js.ctx, w, p, b + i);
         range.done.fetch_add(n, std::memory_order_release);
         ran += n;
       }
     }
-    int64_t wait_start = 0;
+    int64_t wait_start = 0, next_probe = 0;
     bool counted = false;
     if (caller && ran > 0) {
       wait_start = now_ns();
@@ -160,9 +226,15 @@ bool participate(JobSlot& js, int slot, bool caller) {
       if (wait_start == 0) wait_start = t;
       const int64_t waited = t - wait_start;
       if (waited > kYieldAfterNs) sched_yield();
-      if (caller && !counted && waited > kStallNs + 4 * block_ns) {
-        counted = true;
-        if (++stalls >= kStallsForSolo) js.solo.store(true, std::memory_order_relaxed);
+      // A long wait is a stall only if a thread holding an unfinished block is not running
+      // (preempted, its core lent to another process or pool): a block slowed by page faults
+      // of fresh output memory is still running, and waiting for it is right.
+      if (caller && !counted && waited > kStallNs + 4 * block_ns && t >= next_probe) {
+        next_probe = t + kProbeNs;
+        if (!probe.running(js, p, t)) {
+          counted = true;
+          if (++stalls >= kStallsForSolo) js.solo.store(true, std::memory_order_relaxed);
+        }
       }
     }
     if (caller) js.phase_hint.store(p + 1, std::memory_order_release);
@@ -204,6 +276,8 @@ class Pool {
       range.len = blocks * (r + 1) / threads - range.begin;
       range.claimed.store(0, std::memory_order_relaxed);
       range.done.store(0, std::memory_order_relaxed);
+      range.owner.store(0, std::memory_order_relaxed);
+      js->has_clock[r].store(false, std::memory_order_relaxed);
     }
     js->next_slot.store(1, std::memory_order_relaxed);
     js->phase_hint.store(0, std::memory_order_relaxed);
