@@ -12,9 +12,11 @@
 //    (to another process, or to NumPy's or PyTorch's spinning threads) therefore
 //    holds up nobody unless it is in the middle of a block; threads that were not
 //    woken in time simply join late, or never. The caller waits at a phase's end
-//    only for blocks that are claimed; when such waits are long (a thread was
-//    preempted inside a block), the call continues on the caller's thread alone
-//    and the next calls run single-threaded for a while (an exponential back-off).
+//    only for blocks that are claimed; when such a wait is long and the thread
+//    holding the block is not running (its CPU clock stands still: it was
+//    preempted inside the block; a block slowed by page faults is still running),
+//    the call continues on the caller's thread alone and the next calls run
+//    single-threaded for a while (an exponential back-off).
 //  * Determinism: a block's result must not depend on which thread runs it (the
 //    kernels guarantee this), so results are bitwise identical for any thread count
 //    and any interleaving.
