@@ -226,11 +226,11 @@ def settle(seconds: float) -> None:
 def time_interleaved(fns: list, plan: Timing, before=None) -> tuple:
     """Median seconds per call of each of ``fns``, sampled alternately.
 
-    Without ``before``, each sample starts once the previous library's threads have gone idle
-    (``plan.settle_s`` of busy waiting), then makes one untimed call (caches) and the timed
-    ones, back to back. ``before`` (optional) runs instead, right before every timed call: a
-    disturbance (another library's op), measured as such. Returns ``(medians, samples per
-    fn)`` where samples are per-call seconds.
+    Each sample starts once the previous library's threads have gone idle (``plan.settle_s``
+    of busy waiting), then makes one untimed call (caches) and the timed ones, back to back.
+    ``before`` (optional) runs instead of the untimed call, right before every timed call: a
+    disturbance (another library's op), measured as such and nothing else. Returns
+    ``(medians, samples per fn)`` where samples are per-call seconds.
     """
     for _ in range(plan.warmup):
         for fn in fns:
@@ -255,11 +255,8 @@ def time_interleaved(fns: list, plan: Timing, before=None) -> tuple:
         for r in range(rounds):
             for i in order if r % 2 == 0 else order[::-1]:
                 fn, number = fns[i], numbers[i]
-                if before is not None:
-                    before()
-                else:
-                    settle(plan.settle_s)
-                    fn()
+                settle(plan.settle_s)
+                (before or fn)()
                 t0 = time.perf_counter()
                 for _ in range(number):
                     fn()

@@ -214,7 +214,7 @@ def job_contention(args, case_id: str, mode: str) -> dict:
     elif mode == "process":
         burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
         time.sleep(0.3)
-        before = lambda: None  # noqa: E731 (timed calls back to back: the burner runs throughout)
+        before = lambda: None  # noqa: E731 (no untimed call: the burner runs throughout)
     try:
         (busy_f, busy_t), busy = bl.time_interleaved(pair, plan, before=before)
     finally:
