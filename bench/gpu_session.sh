@@ -84,9 +84,16 @@ install_wheels() {
   fi
 }
 
-# Exits with a message naming the wheel to carry when a module the build or the run needs is absent.
+# Exits with a message naming the wheel to carry when a module the given steps need is absent.
+# A stub run builds nothing unless it is asked for env or build, so only then does it need the
+# build's modules (CI's virtual environment built fastrnn in pip's isolation, without pybind11).
 check_modules() {
-  local missing=() module modules=(pybind11 scipy_openblas32 numpy pytest)
+  local missing=() module modules=(numpy pytest) step needs_build=0
+  [[ "$STUB" == "1" ]] || needs_build=1
+  for step in "$@"; do
+    [[ "$step" == "env" || "$step" == "build" ]] && needs_build=1
+  done
+  ((needs_build)) && modules+=(pybind11 scipy_openblas32)
   [[ "$STUB" == "1" ]] || modules+=(torch cupy)
   for module in "${modules[@]}"; do
     if ! "$PYTHON" -c "import $module" >/dev/null 2>&1; then
@@ -282,7 +289,7 @@ main() {
   done
   [[ "$STUB" == "1" ]] && log "STUB MODE: nothing below runs on a GPU"
   install_wheels
-  check_modules
+  check_modules "${expanded[@]}"
   local h
   for step in "${expanded[@]}"; do
     case "$step" in

@@ -24,6 +24,7 @@ torch = pytest.importorskip("torch")
 if keras.backend.backend() != "torch":  # pragma: no cover - another module imported keras first
     pytest.skip("these tests need the torch backend", allow_module_level=True)
 
+import fastrnn  # noqa: E402
 import fastrnn.keras as fk  # noqa: E402
 from fastrnn.keras import _layers  # noqa: E402
 from harness import assert_close, assert_close_float32  # noqa: E402
@@ -392,8 +393,11 @@ def test_other_backends_in_a_subprocess(backend):
     """``_keras_backend_check.py`` and the vendored Keras tests, on ``backend``."""
     pytest.importorskip(backend)
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
+    # The fastrnn this process imported (installed, or the source tree in a dev build): the
+    # source tree's python/ has no compiled modules after a plain `pip install .`.
+    package_root = Path(fastrnn.__file__).resolve().parent.parent
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(HERE.parent / "python")] + env.get("PYTHONPATH", "").split(os.pathsep)
+        [str(package_root)] + env.get("PYTHONPATH", "").split(os.pathsep)
     )
     files = [str(HERE / "_keras_backend_check.py")] + [str(f) for f in VENDORED_KERAS]
     result = subprocess.run(
