@@ -108,8 +108,8 @@ struct alignas(64) JobSlot {
   std::atomic<bool> has_clock[kMaxThreads];
 };
 
-// Claims up to `chunk` unclaimed blocks of range r in phase p: returns the first one and
-// sets n to how many (0: none left).
+// Claims up to `chunk` unclaimed blocks of range r in phase p: returns the position in the
+// range of the first one and sets n to how many (0: none left).
 inline int64_t claim(Range& r, int64_t p, int64_t chunk, int64_t& n) {
   const int64_t end = (p + 1) * r.len;
   int64_t c = r.claimed.load(std::memory_order_relaxed);
@@ -118,11 +118,19 @@ inline int64_t claim(Range& r, int64_t p, int64_t chunk, int64_t& n) {
     if (r.claimed.compare_exchange_weak(c, c + take, std::memory_order_acq_rel,
                                         std::memory_order_relaxed)) {
       n = take;
-      return r.begin + (c - p * r.len);
+      return c - p * r.len;
     }
   }
   n = 0;
   return -1;
+}
+
+// The block at position i of range r in phase p: a range runs forward in even phases and
+// backward in odd ones, so the blocks a thread ran last (whose data its cache still holds)
+// come first in the next phase. A thread's slice of the recurrent weights that is a little
+// larger than its L2 would otherwise, in the same order every step, miss on every block.
+inline int64_t block_at(const Range& r, int64_t p, int64_t i) {
+  return r.begin + ((p & 1) ? r.len - 1 - i : i);
 }
 
 // Blocks claimed at a time: a quarter of a range (fewer atomics per step), at least one. A
@@ -204,10 +212,10 @@ bool participate(JobSlot& js, int slot, bool caller) {
       const int64_t chunk = claim_chunk(range);
       while (caller || !js.solo.load(std::memory_order_relaxed)) {
         int64_t n = 0;
-        const int64_t b = claim(range, p, chunk, n);
+        const int64_t first = claim(range, p, chunk, n);
         if (n == 0) break;
         range.owner.store(slot, std::memory_order_release);
-        for (int64_t i = 0; i < n; ++i) js.fn(js.ctx, w, p, b + i);
+        for (int64_t i = first; i < first + n; ++i) js.fn(js.ctx, w, p, block_at(range, p, i));
         range.done.fetch_add(n, std::memory_order_release);
         ran += n;
       }

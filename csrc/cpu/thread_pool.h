@@ -6,7 +6,9 @@
 //
 //  * Locality: the blocks of a phase are cut into one fixed range per thread,
 //    and a thread first runs its own range, so each thread's slice of the
-//    recurrent weights stays in its cache from step to step.
+//    recurrent weights stays in its cache from step to step. A range runs
+//    forward in even phases and backward in odd ones: what a thread touched last
+//    comes first, so a slice somewhat larger than its cache still mostly hits it.
 //  * No collapse when a core is taken away: a thread that has finished its own
 //    range steals unclaimed blocks from the others. A thread that lost its core
 //    (to another process, or to NumPy's or PyTorch's spinning threads) therefore
@@ -47,7 +49,8 @@ struct Worker {
 
 // Runs task(worker, phase, block) for every phase in [0, phases) and block in
 // [0, blocks) on up to `threads` threads (the caller's included), phase after
-// phase. `threads` <= 1 runs everything on the caller's thread, in order.
+// phase, in no promised order within a phase. `threads` <= 1 runs everything on
+// the caller's thread (blocks in order in even phases, in reverse in odd ones).
 template <typename F>
 void run_phases(int threads, index_t phases, index_t blocks, F&& task);
 
@@ -80,8 +83,8 @@ void run_phases(int threads, index_t phases, index_t blocks, F&& task) {
   if (phases <= 0 || blocks <= 0) return;
   if (threads <= 1 || blocks == 1) {
     const Worker w{0};
-    for (index_t p = 0; p < phases; ++p)
-      for (index_t b = 0; b < blocks; ++b) task(w, p, b);
+    for (index_t p = 0; p < phases; ++p)  // odd phases backward, as in the pool (locality)
+      for (index_t b = 0; b < blocks; ++b) task(w, p, (p & 1) ? blocks - 1 - b : b);
     return;
   }
   detail::run_phases_erased(threads, phases, blocks, &detail::call_task<Fn>,
