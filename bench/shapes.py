@@ -100,7 +100,14 @@ CONTENTION_ROWS = [
     "small-gru-fwd+bwd",
     "imdb-lstm-fwd+bwd",
 ]
-CONTENTION_MODES = ("numpy", "torch", "process")
+CONTENTION_MODES = ("numpy", "torch", "process", "numpy-quiet", "torch-quiet")
+# The "-quiet" modes repeat "numpy" and "torch" in a process whose environment tells that
+# library's idle threads not to spin: NumPy's OpenBLAS spins ~0.1 s after each op (2^28 cycles)
+# and PyTorch's libgomp ~10 ms, holding a core that the next fastrnn call needs (README).
+QUIET_ENV = {
+    "numpy-quiet": {"OPENBLAS_THREAD_TIMEOUT": "4"},
+    "torch-quiet": {"OMP_WAIT_POLICY": "passive"},
+}
 
 
 def forward_flops(shape: Shape, cell: Cell) -> int:
