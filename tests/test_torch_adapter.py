@@ -279,6 +279,62 @@ def test_inference_paths_match_autograd_path(kind, kw):
         assert torch.equal(a.detach(), b)
 
 
+@pytest.mark.parametrize("kind,kw", KINDS)
+def test_inference_sees_every_weight_change(kind, kw):
+    """The inference path reuses its converted weights only while the parameters' bytes are
+    unchanged: writes through ``.data`` (no version bump), under ``no_grad``, by an optimizer
+    step, by ``load_state_dict``, NaN written over NaN and a sign flip of a zero all show."""
+    stock, ours = _pair(kind, num_layers=2, bidirectional=True, **kw)
+    x = torch.randn(T, B, I)
+
+    def check():
+        with torch.no_grad():
+            want, got = stock(x), ours(x)
+            want64 = copy.deepcopy(stock).double()(x.double())
+        pairs = zip(
+            [want[0], *_states(kind, want[1])],
+            [want64[0], *_states(kind, want64[1])],
+            [got[0], *_states(kind, got[1])],
+        )
+        for ref32, ref64, actual in pairs:
+            assert_close_float32(actual.numpy(), ref64.numpy(), ref32.numpy())
+
+    check()
+    ours.weight_hh_l0.data.mul_(0.5)  # .data: PyTorch's version counter does not move
+    stock.weight_hh_l0.data.mul_(0.5)
+    check()
+    with torch.no_grad():
+        for m in (stock, ours):
+            m.weight_ih_l1_reverse.copy_(torch.randn_like(m.weight_ih_l1_reverse))
+            m.weight_ih_l1_reverse.copy_(stock.weight_ih_l1_reverse)
+    check()
+    opt = torch.optim.SGD(ours.parameters(), lr=0.1)  # a step moves ours in place
+    ours(x)[0].square().sum().backward()
+    opt.step()
+    stock.load_state_dict(ours.state_dict())
+    check()
+    fresh, _ = _pair(kind, seed=3, num_layers=2, bidirectional=True, **kw)
+    stock.load_state_dict(fresh.state_dict())
+    ours.load_state_dict(fresh.state_dict())
+    check()
+    with torch.no_grad():
+        ours.bias_hh_l0.data[0] = float("nan")
+        assert torch.isnan(ours(x)[0]).any()
+        ours.bias_hh_l0.data[0] = float("nan")  # NaN over NaN: same bytes, same result
+        assert torch.isnan(ours(x)[0]).any()
+        ours.bias_hh_l0.data[0] = stock.bias_hh_l0[0]
+    check()
+    # -0.0 == 0.0 as values, not as bytes: a zero weight whose sign flips is a change.
+    with torch.no_grad():
+        ours.weight_hh_l0.data[0, 0] = 0.0
+        before = ours(x)[0].clone()
+        ours.weight_hh_l0.data[0, 0] = -0.0
+        cache = ours.__dict__["_fastrnn_inference_weights"]._state
+        ours(x)
+        assert ours.__dict__["_fastrnn_inference_weights"]._state is not cache
+        assert torch.equal(ours(x)[0], before)
+
+
 def test_inputs_unmodified_and_in_place_change_detected():
     _, ours = _pair("LSTM")
     x = torch.randn(T, B, I, requires_grad=True)
