@@ -100,6 +100,15 @@ class Backend:
             )
         if self.device:
             out = self.xp.ascontiguousarray(a, dtype=dtype)
+        elif (
+            type(a) is np.ndarray
+            and a.ndim == 2
+            and a.flags.f_contiguous
+            and a.flags.aligned
+            and a.dtype in (np.float32, np.float64)
+            and (dtype is None or np.dtype(dtype) == a.dtype)
+        ):  # a transposed view (e.g. PyTorch's weight.T): a cache-blocked copy, not NumPy's
+            out = _cpu._transposed_copy(a.T)
         else:
             if not a.dtype.isnative:  # e.g. big-endian data read from a file
                 a = a.astype(a.dtype.newbyteorder("="))

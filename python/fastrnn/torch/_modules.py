@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence
 
+from fastrnn import _backend
 from fastrnn._adapter_core import Recurrence, ops_calls
 from fastrnn.torch._autograd import SUPPORTED_DTYPES, recurrence
 
@@ -179,7 +180,9 @@ class _FastRNNMixin:
             w = weights[idx * per : (idx + 1) * per]
             b_ih, b_hh = (w[2], w[3]) if self.bias else (None, None)
             arrays = keras_weights(self.mode, self.hidden_size, w[0], w[1], b_ih, b_hh, _NumpyOps)
-            converted.append(tuple(None if a is None else np.ascontiguousarray(a) for a in arrays))
+            converted.append(
+                tuple(None if a is None else _backend.CPU.prepare(a, "weight") for a in arrays)
+            )
         return converted
 
     def _run(self, x: torch.Tensor, hx: list, mask, numpy_path: bool) -> tuple:
