@@ -19,3 +19,16 @@ def backend(request) -> Device:
     """Each backend ``fastrnn.ops`` runs on: the CPU, and CUDA where it is usable (else a
     visible skip with the reason; ``FASTRNN_EXPECT_GPU=1`` turns that skip into a failure)."""
     return require_backend(request.param)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch on one intra-op thread while a module runs (restored after); modules that time
+    nothing but interleave many small PyTorch and fastrnn calls use it (``pytestmark``). Two
+    PyTorch threads on a 2-core machine ran them 10-100x slower: after each op PyTorch's OpenMP
+    threads spin for ~10 ms on the cores fastrnn's threads need."""
+    torch = pytest.importorskip("torch")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -40,15 +40,7 @@ STOCK = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """PyTorch on one intra-op thread while this module runs (restored after): these shapes gain
-    nothing from threads, and interleaved with fastrnn's calls, whose idle OpenMP threads spin
-    for a while, two PyTorch threads on a 2-core machine ran 10-100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(autouse=True)

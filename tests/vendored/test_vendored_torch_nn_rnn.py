@@ -56,9 +56,9 @@ Changes (the only ones):
   * Tests decorated to need cuDNN only because of their CUDA half keep their CPU half
     (``test_RNN_dropout``, ``test_RNN_dropout_state``, ``test_RNN_change_dropout``,
     ``test_error_RNN_seq_len_zero``); devices are ``["cpu"]``.
-  * PyTorch runs on one intra-op thread while the module runs (``one_torch_thread``, restored
-    after), for speed only: interleaved with fastrnn's calls (whose idle OpenMP threads spin for
-    a while), two PyTorch threads on a 2-core machine ran these small shapes 10-100x slower.
+  * PyTorch runs on one intra-op thread while the module runs (``one_torch_thread`` of
+    ``conftest.py``, restored after), for speed only: interleaved with fastrnn's calls, PyTorch's
+    spinning OpenMP threads on a 2-core machine ran these small shapes 10-100x slower.
   * Reformatted by ruff (line length 100); ``Variable``-era idioms kept.
 """
 
@@ -93,15 +93,7 @@ class _NN:
 nn = _NN()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """PyTorch on one intra-op thread while this module runs (restored after): these shapes gain
-    nothing from threads, and interleaved with fastrnn's calls, whose idle OpenMP threads spin
-    for a while, two PyTorch threads on a 2-core machine ran 10-100x slower."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def get_all_device_types():
