@@ -1252,6 +1252,15 @@ class _Plan:
             self.model = self.assemble(registry)
         return self.model
 
+    def set_chain(self, layers: list, shape: tuple, dtype: str) -> None:
+        """``sim`` and the input/output shapes and dtypes of a Sequential chain of ``layers``
+        whose input has ``shape`` and ``dtype`` (``_chain``)."""
+        calls, inputs, outputs, alias = _chain(layers, shape, dtype)
+        self.sim = (calls, inputs, outputs, alias)
+        self.in_shapes = [tuple(shape)]
+        self.out_shapes = [k.shape for k in outputs]
+        self.out_dtypes = [k.dtype for k in outputs]
+
 
 def _shape(value: Any, where: str) -> tuple | None:
     if value is None:
@@ -1518,11 +1527,7 @@ def _sequential_from_keras(cfg: Any, notes: list[str], ctx: Context | None = Non
                     raise _ConfigError(f"config.layers: layer {i} ({layer.name!r}): {exc}") from exc
                 current = out[0]
         if shape is not None:
-            calls, inputs, outputs, alias = _chain(layers, shape, input_dtype)
-            plan.sim = (calls, inputs, outputs, alias)
-            plan.in_shapes = [tuple(shape)]
-            plan.out_shapes = [k.shape for k in outputs]
-            plan.out_dtypes = [k.dtype for k in outputs]
+            plan.set_chain(layers, shape, input_dtype)
 
     shaped(build_shape)
     plan.shaped = shaped if build_shape is None else None

@@ -229,7 +229,7 @@ def _layer_label_at(where: str, spec: Any) -> str:
 
 
 def _native_sequential_plan(config: dict, where: str, ctx: Context) -> Any:
-    from fastrnn.saving.keras_format import _chain, _check_call_shapes, _ConfigError, _Plan
+    from fastrnn.saving.keras_format import _check_call_shapes, _ConfigError, _Plan
 
     specs = config.get("layers")
     if not isinstance(specs, list):
@@ -291,11 +291,7 @@ def _native_sequential_plan(config: dict, where: str, ctx: Context) -> Any:
                     raise _ConfigError(f"{_layer_label_at(here, specs[i])}: {exc}") from exc
                 current = out if isinstance(out, tuple) else tuple(out[0])
         if in_shape is not None:
-            calls, inputs, outputs, alias = _chain(layers, in_shape, dtype)
-            plan.sim = (calls, inputs, outputs, alias)
-            plan.in_shapes = [tuple(in_shape)]
-            plan.out_shapes = [k.shape for k in outputs]
-            plan.out_dtypes = [k.dtype for k in outputs]
+            plan.set_chain(layers, in_shape, dtype)
 
     shaped(shape)
     plan.shaped = shaped if shape is None else None
